@@ -1,0 +1,289 @@
+"""The armorflow event schema, version 1: one module, used by every component.
+
+An event is a plain ``dict`` (what orjson reads and writes fastest) that has passed
+:func:`validate`. A recording is JSON Lines, one event per line; a Kafka message holds
+one event object or a JSON array of events of one kind and one profile.
+
+The field tables below are the single source of truth: ``docs/events.md`` documents
+them and a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+import orjson
+
+SCHEMA_VERSION: Final = 1
+
+#: Largest encoded event (or recorded line) accepted; anything longer is hostile or broken.
+MAX_EVENT_BYTES: Final = 1 << 20
+
+Event = dict[str, Any]
+
+#: Fields every event carries, with their JSON types.
+COMMON_FIELDS: Final[dict[str, type]] = {
+    "v": int,
+    "kind": str,
+    "ts": int,
+    "node": str,
+    "profile": str,
+    "namespace": str,
+    "pod": str,
+    "container": str,
+    "container_id": str,
+    "pid": int,
+    "comm": str,
+}
+
+#: Required fields per kind, with their JSON types.
+KIND_FIELDS: Final[dict[str, dict[str, type]]] = {
+    "exec": {"path": str},
+    "file": {"path": str, "perms": str, "owner": bool},
+    "syscall": {"name": str},
+    "capability": {"name": str},
+    "network": {"family": str, "sock_type": str, "protocol": int},
+    "signal": {"signal": str, "peer": str, "direction": str},
+    "ptrace": {"mode": str, "peer": str},
+    "mount": {"op": str, "path": str, "fstype": str},
+}
+
+#: Optional fields per kind (type-checked when present).
+OPTIONAL_FIELDS: Final[dict[str, dict[str, type]]] = {
+    "file": {"old_path": str},
+}
+
+KINDS: Final = tuple(KIND_FIELDS)
+
+#: AppArmor file permission letters an event may carry, in AppArmor's rule order.
+FILE_PERMS: Final = "rwamlk"
+_FILE_PERMS_SET: Final = frozenset(FILE_PERMS)
+
+#: Closed vocabularies of some fields.
+ENUMS: Final[dict[tuple[str, str], frozenset[str]]] = {
+    ("signal", "direction"): frozenset({"send", "receive"}),
+    ("ptrace", "mode"): frozenset({"read", "trace", "readby", "tracedby"}),
+    ("mount", "op"): frozenset({"mount", "umount", "remount", "pivot_root"}),
+}
+
+_NON_EMPTY: Final = frozenset({"profile", "kind"})
+
+
+class EventError(ValueError):
+    """An event that does not follow the schema; says which field and why."""
+
+    def __init__(self, reason: str, *, field: str | None = None, line: int | None = None):
+        self.reason = reason
+        self.field = field
+        self.line = line
+        where = f"line {line}: " if line is not None else ""
+        what = f"field {field!r}: " if field else ""
+        super().__init__(f"{where}{what}{reason}")
+
+    def at_line(self, line: int) -> EventError:
+        return EventError(self.reason, field=self.field, line=line)
+
+
+def _check_type(obj: Event, name: str, expected: type) -> None:
+    value = obj[name]
+    # bool is a subclass of int: an int field must not accept true/false, and vice versa.
+    if type(value) is not expected:
+        if expected is int and type(value) is int:
+            return
+        raise EventError(
+            f"expected {expected.__name__}, got {type(value).__name__}", field=name
+        )
+
+
+def validate(obj: object) -> Event:
+    """Return ``obj`` as an :data:`Event` or raise :class:`EventError` naming the field."""
+    if not isinstance(obj, dict):
+        raise EventError(f"an event is a JSON object, got {type(obj).__name__}")
+    for name, expected in COMMON_FIELDS.items():
+        if name not in obj:
+            raise EventError("missing", field=name)
+        _check_type(obj, name, expected)
+    if obj["v"] != SCHEMA_VERSION:
+        raise EventError(f"unsupported schema version {obj['v']}", field="v")
+    kind = obj["kind"]
+    specific = KIND_FIELDS.get(kind)
+    if specific is None:
+        raise EventError(f"unknown kind {kind!r}", field="kind")
+    if not obj["profile"]:
+        raise EventError("must not be empty", field="profile")
+    if obj["ts"] < 0:
+        raise EventError("must be >= 0 (ns since the epoch)", field="ts")
+    for name, expected in specific.items():
+        if name not in obj:
+            raise EventError(f"missing (required for kind {kind!r})", field=name)
+        _check_type(obj, name, expected)
+    optional = OPTIONAL_FIELDS.get(kind)
+    if optional:
+        for name, expected in optional.items():
+            if name in obj and obj[name] is not None:
+                _check_type(obj, name, expected)
+    if kind == "file":
+        perms = obj["perms"]
+        if not perms or not _FILE_PERMS_SET.issuperset(perms):
+            raise EventError(
+                f"{perms!r} is not a non-empty subset of {FILE_PERMS!r}", field="perms"
+            )
+    for (enum_kind, name), allowed in ENUMS.items():
+        if kind == enum_kind and obj[name] not in allowed:
+            raise EventError(f"{obj[name]!r} not one of {sorted(allowed)}", field=name)
+    if "path" in specific and ("\x00" in obj["path"] or not obj["path"]):
+        raise EventError("must be a non-empty path without NUL", field="path")
+    return obj
+
+
+def make_event(kind: str, **fields: Any) -> Event:
+    """Build and validate an event; common fields default to empty/zero."""
+    event: Event = {
+        "v": SCHEMA_VERSION,
+        "kind": kind,
+        "ts": 0,
+        "node": "",
+        "profile": "",
+        "namespace": "",
+        "pod": "",
+        "container": "",
+        "container_id": "",
+        "pid": 0,
+        "comm": "",
+    }
+    event.update(fields)
+    return validate(event)
+
+
+# --- encoding ------------------------------------------------------------------------
+
+
+def dumps(event: Event) -> bytes:
+    return orjson.dumps(event)
+
+
+def dumps_batch(events: list[Event]) -> bytes:
+    """One Kafka message value holding several events (one kind, one profile)."""
+    return orjson.dumps(events)
+
+
+def decode_value(value: bytes) -> list[object]:
+    """Decode a Kafka message value: an event object or an array of them.
+
+    Raises :class:`EventError` for undecodable bytes; the items are not validated yet.
+    """
+    if len(value) > MAX_EVENT_BYTES * 64:
+        raise EventError(f"message of {len(value)} bytes is too large")
+    try:
+        decoded = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise EventError(f"not valid UTF-8 JSON: {exc}") from None
+    if isinstance(decoded, list):
+        return decoded
+    return [decoded]
+
+
+def parse_line(line: bytes, lineno: int | None = None) -> Event:
+    """Parse and validate one JSON Lines record."""
+    if len(line) > MAX_EVENT_BYTES:
+        raise EventError(f"line of {len(line)} bytes exceeds {MAX_EVENT_BYTES}", line=lineno)
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise EventError(f"not valid UTF-8 JSON: {exc}", line=lineno) from None
+    try:
+        return validate(obj)
+    except EventError as exc:
+        raise exc.at_line(lineno) if lineno is not None else exc from None
+
+
+# --- recordings ------------------------------------------------------------------------
+
+
+@dataclass
+class Rejects:
+    """Lines or messages that were skipped, with the reason for each (bounded)."""
+
+    count: int = 0
+    samples: list[str] = field(default_factory=list)
+    limit: int = 100
+
+    def add(self, error: EventError) -> None:
+        self.count += 1
+        if len(self.samples) < self.limit:
+            self.samples.append(str(error))
+
+
+def open_recording(path: Path | str, mode: str = "rb") -> IO[bytes]:
+    """Open a recording for binary reading or writing; ``.zst`` and ``.gz`` are transparent."""
+    p = Path(path)
+    if p.suffix == ".zst":
+        import zstandard
+
+        if "r" in mode:
+            raw = p.open("rb")
+            return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+        return zstandard.ZstdCompressor(level=6).stream_writer(p.open("wb"), closefd=True)
+    if p.suffix == ".gz":
+        return gzip.GzipFile(p, "rb" if "r" in mode else "wb")
+    return p.open(mode)
+
+
+def _bounded_lines(stream: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Yield (line, too_long) without ever holding more than MAX_EVENT_BYTES of one line."""
+    while True:
+        line = stream.readline(MAX_EVENT_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_EVENT_BYTES and not line.endswith(b"\n"):
+            # Drain the rest of the oversize line in bounded chunks.
+            while True:
+                rest = stream.readline(MAX_EVENT_BYTES)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield line, True
+        else:
+            yield line, False
+
+
+def read_events(
+    source: Path | str | IO[bytes], rejects: Rejects | None = None
+) -> Iterator[Event]:
+    """Yield the valid events of a JSON Lines recording; bad lines go to ``rejects``.
+
+    Without ``rejects`` the first bad line raises :class:`EventError`.
+    """
+    stream = open_recording(source) if isinstance(source, (str, Path)) else source
+    try:
+        for lineno, (line, too_long) in enumerate(_bounded_lines(stream), start=1):
+            if too_long:
+                err = EventError(f"line exceeds {MAX_EVENT_BYTES} bytes", line=lineno)
+            else:
+                stripped = line.strip()
+                if not stripped:
+                    continue
+                try:
+                    yield parse_line(stripped, lineno)
+                    continue
+                except EventError as exc:
+                    err = exc
+            if rejects is None:
+                raise err
+            rejects.add(err)
+    finally:
+        if isinstance(source, (str, Path)):
+            stream.close()
+
+
+def write_events(sink: IO[bytes], events: Iterable[Event]) -> int:
+    """Write events as JSON Lines; returns how many were written."""
+    n = 0
+    for event in events:
+        sink.write(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+        n += 1
+    return n
