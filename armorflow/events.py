@@ -15,7 +15,7 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
 
 import orjson
 
@@ -230,7 +230,7 @@ def open_recording(path: Path | str, mode: str = "rb") -> IO[bytes]:
             return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
         return zstandard.ZstdCompressor(level=6).stream_writer(p.open("wb"), closefd=True)
     if p.suffix == ".gz":
-        return gzip.GzipFile(p, "rb" if "r" in mode else "wb")
+        return cast(IO[bytes], gzip.GzipFile(p, "rb" if "r" in mode else "wb"))
     return p.open(mode)
 
 
