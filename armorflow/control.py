@@ -1,0 +1,159 @@
+"""Control and status messages: how the operator (or ``armorflow window``) drives windows
+and how the pipeline reports back. ``docs/topics.md`` documents both.
+
+A control message opens, changes, closes or forgets one profile's modeling window::
+
+    {"v": 1, "type": "start", "profile": "varmor-cluster-varmor-demo-4",
+     "policy": {"kind": "VarmorClusterPolicy", "namespace": "", "name": "demo-4", "uid": ""},
+     "namespace": "varmor", "enforcer": "AppArmorSeccomp",
+     "duration_s": 1800, "start_ts": 1700000000000000000, "ts": 1700000000000000000}
+
+``update`` carries a new ``duration_s`` (shortening it may end the window at once),
+``stop`` ends the window now, ``delete`` forgets the profile's state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import orjson
+
+ControlType = Literal["start", "update", "stop", "delete"]
+CONTROL_TYPES: Final = ("start", "update", "stop", "delete")
+ENFORCERS: Final = frozenset(
+    {"AppArmor", "Seccomp", "AppArmorSeccomp", "BPF", "AppArmorBPF", "BPFSeccomp",
+     "AppArmorBPFSeccomp"}
+)
+
+PHASE_MODELING: Final = "Modeling"
+PHASE_COMPLETED: Final = "Completed"
+
+
+class ControlError(ValueError):
+    """A control message that cannot be acted on."""
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    kind: str = ""
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "namespace": self.namespace, "name": self.name, "uid": self.uid}
+
+    @classmethod
+    def parse(cls, data: Any) -> PolicyRef:
+        if not isinstance(data, dict):
+            return cls()
+        return cls(**{k: str(data.get(k) or "") for k in ("kind", "namespace", "name", "uid")})
+
+
+@dataclass(frozen=True)
+class Control:
+    type: ControlType
+    profile: str
+    ts: int
+    policy: PolicyRef = field(default_factory=PolicyRef)
+    namespace: str = "varmor"
+    enforcer: str = "AppArmorSeccomp"
+    duration_s: float | None = None
+    start_ts: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "v": 1, "type": self.type, "profile": self.profile, "policy": self.policy.to_json(),
+            "namespace": self.namespace, "enforcer": self.enforcer, "ts": self.ts,
+        }
+        if self.duration_s is not None:
+            out["duration_s"] = self.duration_s
+        if self.start_ts is not None:
+            out["start_ts"] = self.start_ts
+        return out
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_json())
+
+
+def make_control(
+    type_: ControlType,
+    profile: str,
+    *,
+    policy: PolicyRef | None = None,
+    namespace: str = "varmor",
+    enforcer: str = "AppArmorSeccomp",
+    duration_s: float | None = None,
+    start_ts: int | None = None,
+    ts: int | None = None,
+) -> Control:
+    now = time.time_ns() if ts is None else ts
+    if type_ == "start":
+        if duration_s is None:
+            raise ControlError("start needs duration_s")
+        start_ts = now if start_ts is None else start_ts
+    if type_ == "update" and duration_s is None:
+        raise ControlError("update needs duration_s")
+    control = Control(
+        type=type_, profile=profile, ts=now, policy=policy or PolicyRef(), namespace=namespace,
+        enforcer=enforcer, duration_s=duration_s, start_ts=start_ts,
+    )
+    return parse_control(control.to_json())
+
+
+def parse_control(data: Any) -> Control:
+    """Validate a decoded control message."""
+    if not isinstance(data, dict):
+        raise ControlError("a control message is a JSON object")
+    type_ = data.get("type")
+    if type_ not in CONTROL_TYPES:
+        raise ControlError(f"type {type_!r} is not one of {CONTROL_TYPES}")
+    profile = data.get("profile")
+    if not isinstance(profile, str) or not profile:
+        raise ControlError("profile must be a non-empty string")
+    ts = data.get("ts")
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise ControlError("ts must be an integer (ns since the epoch)")
+    duration = data.get("duration_s")
+    if duration is not None and (
+        isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0
+    ):
+        raise ControlError("duration_s must be a non-negative number")
+    if type_ in ("start", "update") and duration is None:
+        raise ControlError(f"{type_} needs duration_s")
+    start_ts = data.get("start_ts")
+    if type_ == "start" and (not isinstance(start_ts, int) or isinstance(start_ts, bool)):
+        raise ControlError("start needs an integer start_ts")
+    enforcer = str(data.get("enforcer") or "AppArmorSeccomp")
+    if enforcer not in ENFORCERS:
+        raise ControlError(f"enforcer {enforcer!r} is not one of {sorted(ENFORCERS)}")
+    return Control(
+        type=type_,
+        profile=profile,
+        ts=ts,
+        policy=PolicyRef.parse(data.get("policy")),
+        namespace=str(data.get("namespace") or "varmor"),
+        enforcer=enforcer,
+        duration_s=float(duration) if duration is not None else None,
+        start_ts=start_ts if isinstance(start_ts, int) else None,
+    )
+
+
+def decode_control(value: bytes) -> Control:
+    try:
+        return parse_control(orjson.loads(value))
+    except orjson.JSONDecodeError as exc:
+        raise ControlError(f"not JSON: {exc}") from None
+
+
+def make_status(
+    profile: str, phase: str, *, counts: dict[str, int] | None = None,
+    resource: dict[str, str] | None = None, message: str = "",
+) -> bytes:
+    """A status message on ``armorflow.status`` (the operator's input)."""
+    return orjson.dumps({
+        "v": 1, "profile": profile, "phase": phase, "counts": counts or {},
+        "resource": resource or {}, "message": message, "ts": time.time_ns(),
+    })

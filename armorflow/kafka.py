@@ -1,0 +1,174 @@
+"""Plain Kafka clients for events: a batching producer and a decoding consumer.
+
+Both speak only the Kafka protocol through confluent-kafka (librdkafka), so they work the
+same against the embedded broker and a production cluster. Keys hash with murmur2, as
+Java, aiokafka and Faust clients do, so that a profile lands in the same partition
+number of every topic whichever client wrote it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+
+from armorflow.config import KafkaSettings
+from armorflow.events import Event, EventError, Rejects, decode_value, validate
+from armorflow.topics import event_topic
+
+log = logging.getLogger(__name__)
+
+#: Events per Kafka message: large enough that per-message costs vanish, small enough
+#: that one message stays far below the broker's message size limit.
+DEFAULT_BATCH = 500
+
+
+class DeliveryError(RuntimeError):
+    """Messages could not be delivered to the broker."""
+
+
+@dataclass
+class EventProducer:
+    """Publishes schema events, batched per (kind, profile) into JSON-array messages."""
+
+    settings: KafkaSettings
+    batch_size: int = DEFAULT_BATCH
+    extra: dict[str, Any] = field(default_factory=dict)
+    sent_events: int = 0
+    sent_messages: int = 0
+    failed_messages: int = 0
+    _pending: dict[tuple[str, str], list[Event]] = field(default_factory=lambda: defaultdict(list))
+
+    def __post_init__(self) -> None:
+        conf = self.settings.librdkafka(
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "compression.type": "lz4",
+                "linger.ms": 20,
+                "partitioner": "murmur2_random",
+                "batch.num.messages": 10000,
+                "queue.buffering.max.kbytes": 1048576,
+            }
+        )
+        conf.update(self.extra)
+        self._producer = Producer(conf)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self.failed_messages += 1
+            log.error("delivery failed for %s: %s", msg.topic(), err)
+
+    def publish(self, event: Event) -> None:
+        key = (event["kind"], event["profile"])
+        pending = self._pending[key]
+        pending.append(event)
+        if len(pending) >= self.batch_size:
+            self._send(key, pending)
+            self._pending[key] = []
+
+    def publish_many(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.publish(event)
+
+    def _send(self, key: tuple[str, str], events: list[Event]) -> None:
+        kind, profile = key
+        value = orjson.dumps(events if len(events) > 1 else events[0])
+        while True:
+            try:
+                self._producer.produce(
+                    event_topic(kind), value=value, key=profile.encode(),
+                    on_delivery=self._on_delivery,
+                )
+                break
+            except BufferError:
+                # The local queue is full: let librdkafka drain it, then retry.
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+        self.sent_events += len(events)
+        self.sent_messages += 1
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        for key, events in self._pending.items():
+            if events:
+                self._send(key, events)
+        self._pending.clear()
+        left = self._producer.flush(timeout_s)
+        if left:
+            raise DeliveryError(f"{left} message(s) not delivered within {timeout_s}s")
+        if self.failed_messages:
+            raise DeliveryError(f"{self.failed_messages} message(s) failed delivery")
+
+    def produce_raw(self, topic: str, key: str, value: bytes) -> None:
+        """Send one ready-made message (control events, models, status)."""
+        self._producer.produce(topic, value=value, key=key.encode(), on_delivery=self._on_delivery)
+        self._producer.poll(0)
+
+
+def make_consumer(
+    settings: KafkaSettings, group_id: str, *, from_beginning: bool = True, **extra: Any
+) -> Consumer:
+    conf = settings.librdkafka(
+        **{
+            "group.id": group_id,
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def decode_events(value: bytes, rejects: Rejects) -> list[Event]:
+    """The valid events of one message; invalid ones are counted in ``rejects``."""
+    try:
+        items = decode_value(value)
+    except EventError as exc:
+        rejects.add(exc)
+        return []
+    out: list[Event] = []
+    for item in items:
+        try:
+            out.append(validate(item))
+        except EventError as exc:
+            rejects.add(exc)
+    return out
+
+
+def consume_until_idle(
+    consumer: Consumer,
+    rejects: Rejects,
+    *,
+    idle_s: float = 2.0,
+    max_events: int | None = None,
+    commit: bool = False,
+) -> Iterator[Event]:
+    """Yield events until every assigned partition reached its end and stayed idle."""
+    import time
+
+    last = time.monotonic()
+    seen = 0
+    while time.monotonic() - last < idle_s:
+        msgs = consumer.consume(num_messages=500, timeout=0.2)
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(err)
+            last = time.monotonic()
+            for event in decode_events(msg.value() or b"", rejects):
+                yield event
+                seen += 1
+                if max_events is not None and seen >= max_events:
+                    if commit:
+                        consumer.commit(asynchronous=False)
+                    return
+        if msgs and commit:
+            consumer.commit(asynchronous=False)
