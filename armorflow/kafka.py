@@ -148,27 +148,52 @@ def consume_until_idle(
     idle_s: float = 2.0,
     max_events: int | None = None,
     commit: bool = False,
+    join_s: float = 30.0,
 ) -> Iterator[Event]:
-    """Yield events until every assigned partition reached its end and stayed idle."""
+    """Yield events until the assigned partitions stay idle for ``idle_s``.
+
+    With ``commit``, offsets are committed for what was actually yielded: a message cut
+    short by ``max_events`` is not committed, so it is delivered again (at least once).
+    """
     import time
+
+    from confluent_kafka import TopicPartition
+
+    done: dict[tuple[str, int], int] = {}
+
+    def _commit() -> None:
+        if commit and done:
+            offsets = [TopicPartition(t, p, o) for (t, p), o in done.items()]
+            consumer.commit(offsets=offsets, asynchronous=False)
 
     last = time.monotonic()
     seen = 0
-    while time.monotonic() - last < idle_s:
-        msgs = consumer.consume(num_messages=500, timeout=0.2)
-        for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(err)
-            last = time.monotonic()
-            for event in decode_events(msg.value() or b"", rejects):
-                yield event
-                seen += 1
-                if max_events is not None and seen >= max_events:
-                    if commit:
-                        consumer.commit(asynchronous=False)
-                    return
-        if msgs and commit:
-            consumer.commit(asynchronous=False)
+    assigned = False
+    try:
+        while time.monotonic() - last < idle_s or not (assigned or time.monotonic() - last > join_s):
+            msgs = consumer.consume(num_messages=500, timeout=0.2)
+            if not assigned and consumer.assignment():
+                # The idle clock starts once the group gave us partitions: a join can take
+                # seconds on some brokers.
+                assigned = True
+                last = time.monotonic()
+            for msg in msgs:
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise KafkaException(err)
+                last = time.monotonic()
+                events = decode_events(msg.value() or b"", rejects)
+                for i, event in enumerate(events, start=1):
+                    yield event
+                    seen += 1
+                    if max_events is not None and seen >= max_events:
+                        if i == len(events):
+                            done[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
+                        return
+                done[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
+            if msgs:
+                _commit()
+    finally:
+        _commit()
