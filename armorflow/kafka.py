@@ -170,7 +170,10 @@ def consume_until_idle(
     seen = 0
     assigned = False
     try:
-        while time.monotonic() - last < idle_s or not (assigned or time.monotonic() - last > join_s):
+        while True:
+            waited = time.monotonic() - last
+            if waited >= idle_s and (assigned or waited > join_s):
+                break
             msgs = consumer.consume(num_messages=500, timeout=0.2)
             if not assigned and consumer.assignment():
                 # The idle clock starts once the group gave us partitions: a join can take
@@ -190,10 +193,14 @@ def consume_until_idle(
                     seen += 1
                     if max_events is not None and seen >= max_events:
                         if i == len(events):
-                            done[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
+                            done[_tp(msg)] = (msg.offset() or 0) + 1
                         return
-                done[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
+                done[_tp(msg)] = (msg.offset() or 0) + 1
             if msgs:
                 _commit()
     finally:
         _commit()
+
+
+def _tp(msg: Any) -> tuple[str, int]:
+    return (msg.topic() or "", msg.partition() or 0)

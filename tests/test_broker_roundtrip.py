@@ -28,7 +28,9 @@ def _events(profile: str, n: int, start: int = 0) -> list[dict[str, object]]:
     ]
 
 
-def _consume(broker: EmbeddedBroker, group: str, profile: str, limit: int | None = None) -> list[int]:
+def _consume(
+    broker: EmbeddedBroker, group: str, profile: str, limit: int | None = None
+) -> list[int]:
     consumer = make_consumer(broker.settings(), group, **{"session.timeout.ms": 6000})
     consumer.subscribe([event_topic("file")])
     rejects = Rejects()

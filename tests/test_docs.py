@@ -43,7 +43,9 @@ def test_common_fields_table_matches_schema() -> None:
 def test_kind_fields_table_matches_schema() -> None:
     rows = _rows((DOCS / "events.md").read_text(), "## Fields by kind")
     documented: dict[tuple[str, str], str] = {(_code(r[0]), _code(r[1])): r[2] for r in rows}
-    expected = {(k, f): TYPE_NAMES[t] for k, fields in KIND_FIELDS.items() for f, t in fields.items()}
+    expected = {
+        (k, f): TYPE_NAMES[t] for k, fields in KIND_FIELDS.items() for f, t in fields.items()
+    }
     expected |= {
         (k, f): f"{TYPE_NAMES[t]} (optional)"
         for k, fields in OPTIONAL_FIELDS.items()

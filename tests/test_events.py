@@ -85,7 +85,7 @@ def test_invalid_events_name_the_field(mutation: dict[str, Any], field: str, wor
 def test_missing_field_is_named() -> None:
     event = sample("network")
     del event["sock_type"]
-    with pytest.raises(EventError, match="sock_type.*missing"):
+    with pytest.raises(EventError, match=r"sock_type.*missing"):
         validate(event)
 
 
