@@ -1,0 +1,130 @@
+"""The operator's few Kubernetes calls, through the official ``kubernetes`` client.
+
+Objects travel as plain JSON dicts (``_preload_content=False``): the policies are custom
+resources anyway, and the workloads are only matched on labels and patched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kubernetes import client
+from kubernetes import config as _config
+from kubernetes import watch as _watch
+from kubernetes.client.exceptions import ApiException
+
+from .policy import GROUP, KIND_CLUSTER_POLICY, PLURALS, VERSION
+from .workloads import ENABLE_LABEL, WorkloadRef, restart_patch
+
+log = logging.getLogger(__name__)
+
+# The client's loaders carry no annotations; Any keeps mypy --strict quiet about that only.
+config: Any = _config
+watch: Any = _watch
+
+#: Server-side watch timeout: each reconnect re-lists every object (a periodic resync).
+WATCH_TIMEOUT_S: Final = 300
+
+
+def make_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
+    """In-cluster credentials inside a pod, else the kubeconfig (``$KUBECONFIG``, ~/.kube)."""
+    if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+        return client.ApiClient()
+    return config.new_client_from_config(config_file=kubeconfig, context=context)
+
+
+def _decode(response: Any) -> Any:
+    return json.loads(response.data or b"null")
+
+
+@dataclass
+class Kube:
+    """Policies and workloads, read and written as dicts."""
+
+    api: Any  # kubernetes.client.ApiClient
+
+    def __post_init__(self) -> None:
+        self.custom = client.CustomObjectsApi(self.api)
+        self.apps = client.AppsV1Api(self.api)
+
+    def list_policies(self, kind: str) -> list[dict[str, Any]]:
+        raw = _decode(self.custom.list_cluster_custom_object(
+            GROUP, VERSION, PLURALS[kind], _preload_content=False,
+        ))
+        items = raw.get("items") if isinstance(raw, dict) else None
+        out = [i for i in items or [] if isinstance(i, dict)]
+        for item in out:
+            item.setdefault("kind", kind)  # list items may omit their kind
+        return out
+
+    def watch_policies(self, kind: str, timeout_s: int = WATCH_TIMEOUT_S
+                       ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(event type, object) pairs until the server ends the watch."""
+        stream = watch.Watch().stream(
+            self.custom.list_cluster_custom_object, GROUP, VERSION, PLURALS[kind],
+            timeout_seconds=timeout_s,
+        )
+        for event in stream:
+            obj = event.get("raw_object") or event.get("object")
+            if isinstance(obj, dict):
+                obj.setdefault("kind", kind)
+                yield str(event.get("type")), obj
+
+    def get_policy(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            if kind == KIND_CLUSTER_POLICY:
+                resp = self.custom.get_cluster_custom_object(
+                    GROUP, VERSION, PLURALS[kind], name, _preload_content=False,
+                )
+            else:
+                resp = self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURALS[kind], name, _preload_content=False,
+                )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        obj = _decode(resp)
+        if not isinstance(obj, dict):
+            return None
+        obj.setdefault("kind", kind)
+        return obj
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Write ``.status`` through the status subresource (a JSON merge patch)."""
+        body = {"status": status}
+        if kind == KIND_CLUSTER_POLICY:
+            self.custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, PLURALS[kind], name, body, _preload_content=False,
+            )
+        else:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURALS[kind], name, body, _preload_content=False,
+            )
+
+    def list_workloads(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+        """Opted-in workloads of one kind (the selector is re-checked by the caller)."""
+        plural = {"Deployment": "deployment", "StatefulSet": "stateful_set",
+                  "DaemonSet": "daemon_set"}[kind]
+        selector = f"{ENABLE_LABEL}=true"
+        if namespace is None:
+            fn = getattr(self.apps, f"list_{plural}_for_all_namespaces")
+            resp = fn(label_selector=selector, _preload_content=False)
+        else:
+            fn = getattr(self.apps, f"list_namespaced_{plural}")
+            resp = fn(namespace, label_selector=selector, _preload_content=False)
+        raw = _decode(resp)
+        items = raw.get("items") if isinstance(raw, dict) else None
+        return [i for i in items or [] if isinstance(i, dict)]
+
+    def restart_workload(self, ref: WorkloadRef, stamp: str) -> None:
+        plural = {"Deployment": "deployment", "StatefulSet": "stateful_set",
+                  "DaemonSet": "daemon_set"}[ref.kind]
+        fn = getattr(self.apps, f"patch_namespaced_{plural}")
+        fn(ref.name, ref.namespace, restart_patch(stamp), _preload_content=False)
