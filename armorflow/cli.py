@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from armorflow import __version__
+from armorflow.cliopts import BootstrapOpt, KafkaOpt
 
 app = typer.Typer(
     name="armorflow",
@@ -50,19 +51,6 @@ def _root(
 def version() -> None:
     """Print armorflow's version."""
     typer.echo(__version__)
-
-
-BootstrapOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--bootstrap-servers", "-b", envvar="ARMORFLOW_BOOTSTRAP_SERVERS",
-        help="Kafka bootstrap servers (default: the embedded broker's address).",
-    ),
-]
-KafkaOpt = Annotated[
-    list[str] | None,
-    typer.Option("--kafka-option", "-X", help="librdkafka option key=value (TLS, SASL...)."),
-]
 
 
 @app.command()

@@ -1,9 +1,171 @@
-"""Command-line verbs of this component."""
+"""Verbs of the pipeline: ``pipeline`` (the Faust worker), ``window`` (control messages
+from the command line) and ``model`` (the offline path)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from armorflow.cliopts import BootstrapOpt, KafkaOpt
 
 
 def register(app: typer.Typer) -> None:
-    """Add this component's verbs to ``app``."""
+    app.command("pipeline")(pipeline)
+    app.command("model")(model)
+    window_app = typer.Typer(
+        help="Open, change and close modeling windows (what the operator does).",
+        no_args_is_help=True,
+    )
+    window_app.command("start")(window_start)
+    window_app.command("update")(window_update)
+    window_app.command("stop")(window_stop)
+    window_app.command("delete")(window_delete)
+    app.add_typer(window_app, name="window")
+
+
+def pipeline(
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_option: KafkaOpt = None,
+    sink: Annotated[
+        str | None, typer.Option(help="Where completed models go: file://DIR or k8s://")
+    ] = None,
+    grace_s: Annotated[float, typer.Option(help="Grace period for late events.")] = 30.0,
+    app_id: Annotated[str, typer.Option(help="Consumer group and table prefix.")] = (
+        "armorflow-pipeline"
+    ),
+    processing_guarantee: Annotated[
+        str, typer.Option(help="at_least_once or exactly_once (needs transactions).")
+    ] = "at_least_once",
+    partitions: Annotated[int, typer.Option(help="Partitions of the profile-keyed topics.")] = 4,
+    classify: Annotated[bool, typer.Option(help="Collapse random path segments.")] = True,
+    render: Annotated[bool, typer.Option(help="Render the profiles at close.")] = True,
+    data_dir: Annotated[Path | None, typer.Option(help="Faust data directory.")] = None,
+    loglevel: Annotated[str, typer.Option(help="Worker log level.")] = "info",
+) -> None:
+    """Run a pipeline worker: window events per profile, merge, classify, render, sink."""
+    from armorflow.pipeline.worker import PipelineConfig, PipelineWorker
+
+    from armorflow.config import KafkaSettings, state_dir
+
+    if processing_guarantee not in ("at_least_once", "exactly_once"):
+        raise typer.BadParameter(
+            "at_least_once or exactly_once", param_hint="--processing-guarantee"
+        )
+    config = PipelineConfig(
+        settings=KafkaSettings.from_env(bootstrap_servers, kafka_option),
+        app_id=app_id, partitions=partitions, grace_s=grace_s,
+        processing_guarantee=processing_guarantee, classify=classify, render=render,
+        sink_url=sink,
+        data_dir=data_dir or state_dir() / f"pipeline-{app_id}",
+    )
+    PipelineWorker(config).run(loglevel=loglevel)
+
+
+def _send_control(
+    kind: str, profile: str, bootstrap_servers: str | None, kafka_option: list[str] | None,
+    **fields: object,
+) -> None:
+    from armorflow.config import KafkaSettings
+    from armorflow.control import ControlError, PolicyRef, make_control
+    from armorflow.kafka import EventProducer
+    from armorflow.topics import CONTROL_TOPIC
+
+    policy = fields.pop("policy", None)
+    ref = PolicyRef()
+    if isinstance(policy, str) and policy:
+        ns, _, name = policy.rpartition("/")
+        ref = PolicyRef(
+            kind="VarmorPolicy" if ns else "VarmorClusterPolicy", namespace=ns, name=name
+        )
+    try:
+        control = make_control(kind, profile, policy=ref, **fields)  # type: ignore[arg-type]
+    except ControlError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    producer = EventProducer(KafkaSettings.from_env(bootstrap_servers, kafka_option))
+    producer.produce_raw(CONTROL_TOPIC, profile, control.encode())
+    producer.flush()
+    typer.echo(f"{kind} {profile}: sent to {CONTROL_TOPIC}")
+
+
+ProfileArg = Annotated[str, typer.Argument(help="Profile name, e.g. varmor-cluster-varmor-demo-4.")]
+
+
+def window_start(
+    profile: ProfileArg,
+    duration_s: Annotated[float, typer.Option(help="Window length in seconds.")],
+    policy: Annotated[
+        str | None, typer.Option(help="NS/NAME, or NAME for a cluster policy.")
+    ] = None,
+    namespace: Annotated[str, typer.Option(help="Namespace of the ArmorProfileModel.")] = "varmor",
+    enforcer: Annotated[str, typer.Option(help="AppArmor, Seccomp, AppArmorSeccomp...")] = (
+        "AppArmorSeccomp"
+    ),
+    start_ts: Annotated[int | None, typer.Option(help="Window start, ns (default: now).")] = None,
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_option: KafkaOpt = None,
+) -> None:
+    """Open a modeling window for PROFILE."""
+    _send_control(
+        "start", profile, bootstrap_servers, kafka_option, duration_s=duration_s,
+        policy=policy, namespace=namespace, enforcer=enforcer, start_ts=start_ts,
+    )
+
+
+def window_update(
+    profile: ProfileArg,
+    duration_s: Annotated[float, typer.Option(help="New window length in seconds.")],
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_option: KafkaOpt = None,
+) -> None:
+    """Change the window's duration (shortening it may end modeling at once)."""
+    _send_control("update", profile, bootstrap_servers, kafka_option, duration_s=duration_s)
+
+
+def window_stop(
+    profile: ProfileArg, bootstrap_servers: BootstrapOpt = None, kafka_option: KafkaOpt = None
+) -> None:
+    """End the window now."""
+    _send_control("stop", profile, bootstrap_servers, kafka_option)
+
+
+def window_delete(
+    profile: ProfileArg, bootstrap_servers: BootstrapOpt = None, kafka_option: KafkaOpt = None
+) -> None:
+    """Forget the profile's window and model."""
+    _send_control("delete", profile, bootstrap_servers, kafka_option)
+
+
+def model(
+    source: Annotated[Path, typer.Option("--from", help="Recording (.jsonl, .zst, .gz).")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    duration_s: Annotated[
+        float | None, typer.Option("--duration", help="Window length in seconds per profile.")
+    ] = None,
+    classify: Annotated[bool, typer.Option(help="Collapse random path segments.")] = True,
+    namespace: Annotated[str, typer.Option(help="Namespace of the ArmorProfileModel.")] = "varmor",
+) -> None:
+    """Build models offline from a recording: the same reducer, no broker."""
+    from armorflow.pipeline.deliver import write_offline
+    from armorflow.pipeline.offline import model_recording
+    from armorflow.pipeline.stages import Stages
+
+    from armorflow.events import Rejects, read_events
+
+    if not source.is_file():
+        raise typer.BadParameter(f"{source} does not exist", param_hint="--from")
+    rejects = Rejects()
+    closed = model_recording(
+        read_events(source, rejects), Stages.default(classify=classify),
+        duration_s=duration_s, namespace=namespace,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    for window in closed:
+        for path in write_offline(out, window):
+            typer.echo(str(path))
+    if rejects.count:
+        typer.echo(f"{rejects.count} line(s) rejected:", err=True)
+        for reason in rejects.samples:
+            typer.echo(f"  {reason}", err=True)
+    typer.echo(f"{len(closed)} profile(s) modeled into {out}")

@@ -1,0 +1,224 @@
+"""The streaming pipeline: a Faust app whose one agent consumes every event topic and the
+control topic, keeps windows and models in changelog-backed tables, and closes windows
+on a timer: classifier → renderer → models topic, status topic and sink.
+
+All profile-keyed topics share one partition count and murmur2 keys, so Faust's assignor
+co-partitions them: a worker owns all of a profile's events, its control messages and
+its table rows, and tables written with ``use_partitioner`` land in the same partition of
+their changelog. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from armorflow.pipeline.ingest import BatchResult, Ingestor
+from armorflow.pipeline.stages import ClosedWindow, Stages
+from armorflow.pipeline.window import Window, WindowState
+
+from armorflow.config import KafkaSettings
+from armorflow.control import PHASE_COMPLETED, PHASE_MODELING, make_status
+from armorflow.model import BehaviourModel
+from armorflow.topics import (
+    CONTROL_TOPIC,
+    DEFAULT_PARTITIONS,
+    EVENT_TOPICS,
+    MODELS_TOPIC,
+    STATUS_TOPIC,
+)
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[ClosedWindow], dict[str, str] | None]
+
+
+@dataclass
+class PipelineConfig:
+    settings: KafkaSettings
+    app_id: str = "armorflow-pipeline"
+    partitions: int = DEFAULT_PARTITIONS
+    grace_s: float = 30.0
+    processing_guarantee: str = "at_least_once"
+    batch_size: int = 2_000
+    batch_within_s: float = 0.2
+    tick_s: float = 1.0
+    status_every_s: float = 10.0
+    classify: bool = True
+    render: bool = True
+    sink_url: str | None = None
+    data_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class PipelineWorker:
+    """Builds the Faust app and owns the worker-side logic around it."""
+
+    def __init__(self, config: PipelineConfig, deliver: Deliver | None = None) -> None:
+        self.config = config
+        self.stages = Stages.default(classify=config.classify, render=config.render)
+        self.deliver = deliver if deliver is not None else _sink_deliverer(config.sink_url)
+        self.app = self._build_app()
+        self.ingestor = Ingestor(
+            self.stages.path_mapper(), self._load_window, self._load_model
+        )
+        self._last_status = 0.0
+        self.closed: list[str] = []
+
+    # --- Faust wiring -------------------------------------------------------------------
+
+    def _build_app(self) -> faust.App:
+        cfg = self.config
+        app = faust.App(
+            cfg.app_id,
+            broker=f"kafka://{cfg.settings.bootstrap_servers.replace(',', ';kafka://')}",
+            store="memory://",
+            topic_partitions=cfg.partitions,
+            processing_guarantee=cfg.processing_guarantee,
+            consumer_auto_offset_reset="earliest",
+            web_enabled=False,
+            table_standby_replicas=0,
+            datadir=str(cfg.data_dir) if cfg.data_dir else None,
+            broker_session_timeout=10,
+            broker_heartbeat_interval=1,
+            **cfg.settings.aiokafka(),
+            **cfg.extra,
+        )
+        raw = faust.Schema(
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+        self.windows_table = app.Table(
+            "windows", partitions=cfg.partitions, use_partitioner=True, schema=raw
+        )
+        self.models_table = app.Table(
+            "models", partitions=cfg.partitions, use_partitioner=True, schema=raw
+        )
+        source = app.topic(
+            *EVENT_TOPICS, CONTROL_TOPIC, key_serializer="raw", value_serializer="raw",
+            partitions=cfg.partitions,
+        )
+        self.models_topic = app.topic(
+            MODELS_TOPIC, key_serializer="raw", value_serializer="raw", partitions=cfg.partitions
+        )
+        self.status_topic = app.topic(
+            STATUS_TOPIC, key_serializer="raw", value_serializer="raw", partitions=cfg.partitions
+        )
+
+        @app.agent(source, name="ingest")
+        async def ingest(stream: faust.StreamT[bytes]) -> None:
+            async for values in stream.take(cfg.batch_size, within=cfg.batch_within_s):
+                result = self.ingestor.apply_batch(values)
+                await self._persist(result)
+
+        async def tick() -> None:
+            await self._tick()
+
+        app.timer(cfg.tick_s)(tick)
+
+        def _forget(*_args: Any, **_kwargs: Any) -> None:
+            self.ingestor.forget_cache()
+
+        app.on_partitions_revoked.connect(_forget)
+        app.on_partitions_assigned.connect(_forget)
+        return app
+
+    def _load_window(self, profile: str) -> Window | None:
+        raw = self.windows_table.get(profile.encode())
+        return Window.from_json(orjson.loads(raw)) if raw else None
+
+    def _load_model(self, profile: str) -> BehaviourModel | None:
+        raw = self.models_table.get(profile.encode())
+        return BehaviourModel.from_dict(orjson.loads(raw)) if raw else None
+
+    async def _persist(self, result: BatchResult) -> None:
+        for profile in result.changed_windows:
+            window = self.ingestor.windows.get(profile)
+            if window is not None:
+                self.windows_table[profile.encode()] = orjson.dumps(window.to_json())
+        for profile in result.changed_models:
+            model = self.ingestor.models.get(profile)
+            if model is not None:
+                self.models_table[profile.encode()] = model.canonical_json()
+        for profile in result.started:
+            await self._status(profile, PHASE_MODELING)
+
+    async def _status(
+        self, profile: str, phase: str, resource: dict[str, str] | None = None
+    ) -> None:
+        window = self.ingestor.windows.get(profile)
+        model = self.ingestor.models.get(profile)
+        counts = {**(model.counts() if model else {})}
+        if window is not None:
+            counts |= {
+                "events": window.events, "droppedOutside": window.dropped_outside,
+                "droppedLate": window.dropped_late,
+            }
+        await self.status_topic.send(
+            key=profile.encode(),
+            value=make_status(profile, phase, counts=counts, resource=resource),
+        )
+
+    # --- closing windows ------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        if self.app.rebalancing or getattr(self.app, "in_recovery", False):
+            return
+        self.ingestor.expire_pending()
+        now = time.time_ns()
+        # Windows this worker owns but has not touched since it (re)started.
+        for key in list(self.windows_table.keys()):
+            self.ingestor.window(key.decode())
+        for window in self.ingestor.due(now, self.config.grace_s):
+            await self._close(window, now)
+        if time.monotonic() - self._last_status >= self.config.status_every_s:
+            self._last_status = time.monotonic()
+            for profile, window in list(self.ingestor.windows.items()):
+                if window.state is WindowState.OPEN:
+                    await self._status(profile, PHASE_MODELING)
+
+    async def _close(self, window: Window, now: int) -> None:
+        profile = window.profile
+        model = self.ingestor.model(profile)
+        closed = ClosedWindow(
+            profile=profile, namespace=window.namespace, policy=window.policy,
+            enforcer=window.enforcer, start_ts=window.start_ts, end_ts=window.end_ts,
+            model=BehaviourModel.from_dict(model.to_dict()),
+            counts={"events": window.events, "droppedOutside": window.dropped_outside},
+        )
+        closed = await asyncio.to_thread(self.stages.close, closed)
+        resource: dict[str, str] | None = None
+        if self.deliver is not None:
+            resource = await asyncio.to_thread(self.deliver, closed)
+        await self.models_topic.send(
+            key=profile.encode(), value=orjson.dumps(closed.document(), option=orjson.OPT_SORT_KEYS)
+        )
+        self.ingestor.mark_closed(profile, now)
+        self.windows_table[profile.encode()] = orjson.dumps(window.to_json())
+        await self._status(profile, PHASE_COMPLETED, resource)
+        self.closed.append(profile)
+        log.info("window of %s closed: %s", profile, model.counts())
+
+    # --- running ------------------------------------------------------------------------------
+
+    def run(self, loglevel: str = "info") -> None:
+        """Run the worker until SIGINT/SIGTERM."""
+        worker = faust.Worker(self.app, loglevel=loglevel, override_logging=False)
+        worker.execute_from_commandline()
+
+
+def _sink_deliverer(url: str | None) -> Deliver | None:
+    if not url:
+        return None
+    from armorflow.pipeline.deliver import deliver_closed_window
+
+    def deliver(closed: ClosedWindow) -> dict[str, str] | None:
+        return deliver_closed_window(url, closed)
+
+    return deliver
