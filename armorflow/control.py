@@ -150,10 +150,11 @@ def decode_control(value: bytes) -> Control:
 
 def make_status(
     profile: str, phase: str, *, counts: dict[str, int] | None = None,
-    resource: dict[str, str] | None = None, message: str = "",
+    resource: dict[str, str] | None = None, message: str = "", source: str = "",
 ) -> bytes:
     """A status message on ``armorflow.status`` (the operator's input)."""
     return orjson.dumps({
         "v": 1, "profile": profile, "phase": phase, "counts": counts or {},
-        "resource": resource or {}, "message": message, "ts": time.time_ns(),
+        "resource": resource or {}, "message": message, "source": source,
+        "ts": time.time_ns(),
     })

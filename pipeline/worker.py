@@ -162,7 +162,9 @@ class PipelineWorker:
             }
         await self.status_topic.send(
             key=profile.encode(),
-            value=make_status(profile, phase, counts=counts, resource=resource),
+            value=make_status(
+                profile, phase, counts=counts, resource=resource, source=self.config.app_id
+            ),
         )
 
     # --- closing windows ------------------------------------------------------------------
@@ -196,8 +198,9 @@ class PipelineWorker:
         resource: dict[str, str] | None = None
         if self.deliver is not None:
             resource = await asyncio.to_thread(self.deliver, closed)
+        document = closed.document() | {"pipeline": self.config.app_id}
         await self.models_topic.send(
-            key=profile.encode(), value=orjson.dumps(closed.document(), option=orjson.OPT_SORT_KEYS)
+            key=profile.encode(), value=orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
         )
         self.ingestor.mark_closed(profile, now)
         self.windows_table[profile.encode()] = orjson.dumps(window.to_json())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 from armorflow.broker import EmbeddedBroker
 
 REPO = Path(__file__).resolve().parents[1]
+# Test helper modules (tests/*_support.py) import by name.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 #: Reference data lives beside the checkout (CI copies shared/ next to the clone).
 SHARED = REPO.parent / "shared"
 
