@@ -1,0 +1,256 @@
+"""The Helm chart, rendered by the real ``helm`` binary and validated against the
+Kubernetes OpenAPI schemas (``kubernetes-validate --strict``) and, for custom resources,
+against the chart's own CRD schemas (jsonschema)."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "helm" / "armorflow"
+HELM = REPO / ".tools" / "bin" / "helm"
+#: The oldest Kubernetes the chart supports (Chart.yaml kubeVersion: the appArmorProfile
+#: field is 1.30+), validated with that version's schemas.
+K8S_VERSION = "1.30.0"
+
+#: The walkthrough's `helm upgrade` flags, plus its optional audit-log search order.
+SEED_SETS = [
+    "--set", "image.registry=elkeid-cn-beijing.cr.volces.com",
+    "--set", "behaviorModeling.enabled=true",
+    "--set", "agent.args={--auditLogPaths=/var/log/audit/audit.log|/var/log/kern.log}",
+]
+SMALL_CLUSTER_SETS = [
+    "--set", "broker.embedded.enabled=true",
+    "--set", "broker.embedded.storage.persistent=true",
+    "--set", "kafka.tls.enabled=true", "--set", "kafka.tls.secretName=kafka-ca",
+    "--set", "kafka.tls.certKey=user.crt", "--set", "kafka.tls.keyKey=user.key",
+    "--set", "kafka.sasl.enabled=true", "--set", "kafka.sasl.secretName=kafka-user",
+    "--set", "agent.sysAdmin=true",
+]
+SEED_HEADER = [
+    "NAME", "ENFORCER", "MODE", "TARGET-KIND", "TARGET-NAME", "TARGET-SELECTOR",
+    "PROFILE-NAME", "READY", "STATUS", "AGE",
+]
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    if not HELM.exists():
+        pytest.fail(f"helm missing at {HELM}: run make setup")
+    return subprocess.run([str(HELM), *args], capture_output=True, text=True, timeout=60)
+
+
+def render(*sets: str) -> list[dict[str, Any]]:
+    done = helm("template", "varmor", str(CHART), "--namespace", "varmor", "--include-crds",
+                *sets)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def agent_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (ds,) = by_kind(docs, "DaemonSet")
+    (container,) = ds["spec"]["template"]["spec"]["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
+def crd_schemas() -> dict[str, dict[str, Any]]:
+    """kind -> openAPIV3Schema of every CRD file the chart installs."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted((CHART / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        (version,) = [v for v in crd["spec"]["versions"] if v["storage"]]
+        out[crd["spec"]["names"]["kind"]] = version["schema"]["openAPIV3Schema"]
+    return out
+
+
+def seed_policy() -> dict[str, Any]:
+    """Step 2 of the walkthrough."""
+    return {
+        "apiVersion": "crd.varmor.org/v1beta1",
+        "kind": "VarmorClusterPolicy",
+        "metadata": {"name": "demo-4"},
+        "spec": {
+            "updateExistingWorkloads": True,
+            "target": {"kind": "Deployment", "selector": {"matchLabels": {"app": "demo-4"}}},
+            "policy": {"enforcer": "AppArmorSeccomp", "mode": "BehaviorModeling",
+                       "modelingOptions": {"duration": 30}},
+        },
+    }
+
+
+def test_lint_strict() -> None:
+    done = helm("lint", "--strict", str(CHART))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for sets in (SEED_SETS, SMALL_CLUSTER_SETS):
+        done = helm("lint", "--strict", str(CHART), *sets)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("sets", [[], SEED_SETS, SMALL_CLUSTER_SETS],
+                         ids=["defaults", "seed", "small-cluster-tls-sasl"])
+def test_every_manifest_validates(sets: list[str]) -> None:
+    docs = render(*sets)
+    kinds = {d["kind"] for d in docs}
+    assert {"CustomResourceDefinition", "Deployment", "DaemonSet", "ClusterRole",
+            "ClusterRoleBinding", "ServiceAccount", "Job"} <= kinds
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    crds = {d["spec"]["names"]["kind"] for d in by_kind(docs, "CustomResourceDefinition")}
+    assert {"VarmorPolicy", "VarmorClusterPolicy"} <= crds
+    deployments = {d["metadata"]["name"] for d in by_kind(docs, "Deployment")}
+    assert deployments == {"varmor-armorflow-operator", "varmor-armorflow-pipeline"}
+
+
+def test_strict_validation_can_fail() -> None:
+    """The validator is not a rubber stamp: a misspelt field is refused."""
+    container = agent_container(render())
+    bad = copy.deepcopy(container)
+    bad["securityContext"]["privilegd"] = True
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
+           "spec": {"containers": [bad]}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+
+
+def test_agent_runs_without_privileged() -> None:
+    for sets in ([], SEED_SETS, SMALL_CLUSTER_SETS):
+        docs = render(*sets)
+        (ds,) = by_kind(docs, "DaemonSet")
+        spec = ds["spec"]["template"]["spec"]
+        assert spec["hostPID"] is True
+        container = agent_container(docs)
+        sc = container["securityContext"]
+        assert sc.get("privileged") is not True
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        added = set(sc["capabilities"]["add"])
+        assert {"BPF", "PERFMON", "SYS_RESOURCE", "AUDIT_READ"} <= added
+        assert ("SYS_ADMIN" in added) == (sets is SMALL_CLUSTER_SETS)  # only when asked
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert {"/sys/kernel/debug", "/sys/kernel/tracing", "/sys/fs/bpf", "/sys/kernel/btf",
+                "/var/log", "/host/proc", "/run/containerd"} <= mounts
+        for doc in docs:
+            text = yaml.safe_dump(doc)
+            assert "privileged: true" not in text, doc["metadata"]["name"]
+
+
+def test_seed_values_reach_the_pods() -> None:
+    docs = render(*SEED_SETS)
+    container = agent_container(docs)
+    assert container["args"] == [
+        "agent", "--auditLogPaths=/var/log/audit/audit.log|/var/log/kern.log"]
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "500Mi"}, "limits": {"cpu": "2", "memory": "2Gi"},
+    }
+    assert container["image"] == "elkeid-cn-beijing.cr.volces.com/armorflow/armorflow:0.1.0"
+    (op,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("operator")]
+    args = op["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--system-namespace=varmor" in args
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["ARMORFLOW_BOOTSTRAP_SERVERS"] == "my-cluster-kafka-bootstrap.kafka.svc:9092"
+
+
+def test_behavior_modeling_cannot_be_switched_off() -> None:
+    done = helm("template", "varmor", str(CHART), "--set", "behaviorModeling.enabled=false")
+    assert done.returncode != 0
+    assert "BehaviorModeling mode only" in done.stderr
+
+
+def test_embedded_broker_and_kafka_security() -> None:
+    docs = render(*SMALL_CLUSTER_SETS)
+    (sts,) = by_kind(docs, "StatefulSet")
+    assert sts["metadata"]["name"] == "varmor-armorflow-broker"
+    (svc,) = by_kind(docs, "Service")
+    assert svc["spec"]["ports"][0]["port"] == 9092
+    container = agent_container(docs)
+    env = {e["name"]: e for e in container["env"]}
+    assert env["ARMORFLOW_BOOTSTRAP_SERVERS"]["value"] == (
+        "varmor-armorflow-broker.varmor.svc:9092")
+    options = env["ARMORFLOW_KAFKA_OPTIONS"]["value"].split(";")
+    assert "security.protocol=SASL_SSL" in options
+    assert "sasl.password=$(ARMORFLOW_KAFKA_SASL_PASSWORD)" in options
+    assert "ssl.ca.location=/etc/armorflow/kafka-tls/ca.crt" in options
+    assert "ssl.key.location=/etc/armorflow/kafka-tls/user.key" in options
+    ref = env["ARMORFLOW_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "kafka-user", "key": "password"}
+    # Kubernetes expands $(VAR) only from variables defined earlier in the list.
+    names = [e["name"] for e in container["env"]]
+    assert names.index("ARMORFLOW_KAFKA_SASL_PASSWORD") < names.index("ARMORFLOW_KAFKA_OPTIONS")
+    assert "/etc/armorflow/kafka-tls" in {m["mountPath"] for m in container["volumeMounts"]}
+    # default: no broker, plain connection
+    default = render()
+    assert by_kind(default, "StatefulSet") == []
+    env = {e["name"] for e in agent_container(default)["env"]}
+    assert "ARMORFLOW_KAFKA_OPTIONS" not in env
+
+
+def test_rbac_is_least_privilege() -> None:
+    docs = render()
+    roles = {d["metadata"]["name"]: d["rules"] for d in by_kind(docs, "ClusterRole")}
+    for name, rules in roles.items():
+        for rule in rules:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"], name
+            assert "delete" not in rule["verbs"], name
+            assert "secrets" not in rule["resources"], name
+    operator = roles["varmor-armorflow-operator"]
+    writes = {(r, v) for rule in operator for r in rule["resources"] for v in rule["verbs"]
+              if v in ("patch", "update", "create")}
+    assert writes == {
+        ("varmorpolicies/status", "patch"), ("varmorclusterpolicies/status", "patch"),
+        ("deployments", "patch"), ("statefulsets", "patch"), ("daemonsets", "patch"),
+    }
+    agent = roles["varmor-armorflow-agent"]
+    assert agent == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+
+
+def test_policy_crds_agree_and_accept_the_seed_policy() -> None:
+    schemas = crd_schemas()
+    cluster, namespaced = schemas["VarmorClusterPolicy"], schemas["VarmorPolicy"]
+    assert cluster == namespaced  # one shape, two scopes
+    jsonschema.validate(seed_policy(), cluster)
+    ns_policy = seed_policy()
+    ns_policy["kind"] = "VarmorPolicy"
+    ns_policy["metadata"]["namespace"] = "demo"
+    jsonschema.validate(ns_policy, namespaced)
+    # a status the operator writes is valid too
+    with_status = seed_policy()
+    with_status["status"] = {
+        "profileName": "varmor-cluster-varmor-demo-4", "ready": True, "phase": "Modeling",
+        "acceptedMode": "BehaviorModeling",
+        "modeling": {"startTs": 1, "duration": 30, "targetDigest": "ab"},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Modeling",
+                        "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+    }
+    jsonschema.validate(with_status, cluster)
+    bad = seed_policy()
+    bad["spec"]["policy"]["modelingOptions"]["duration"] = "30m"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, cluster)
+    bad = seed_policy()
+    bad["spec"]["target"]["kind"] = "CronJob"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, cluster)
+
+
+def test_printer_columns_match_the_seed() -> None:
+    for path in ("varmorpolicies.yaml", "varmorclusterpolicies.yaml"):
+        crd = yaml.safe_load((CHART / "crds" / path).read_text())
+        (version,) = crd["spec"]["versions"]
+        header = ["NAME"] + [c["name"] for c in version["additionalPrinterColumns"]]
+        assert header == SEED_HEADER
+        assert version["subresources"] == {"status": {}}
+    scopes = {yaml.safe_load((CHART / "crds" / p).read_text())["spec"]["names"]["shortNames"][0]:
+              yaml.safe_load((CHART / "crds" / p).read_text())["spec"]["scope"]
+              for p in ("varmorpolicies.yaml", "varmorclusterpolicies.yaml")}
+    assert scopes == {"vpol": "Namespaced", "vcpol": "Cluster"}
