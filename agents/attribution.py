@@ -1,0 +1,486 @@
+"""Attribution: which profile under modeling does a process's behaviour belong to?
+
+The chain is pid -> container id (from ``/proc/<pid>/cgroup``) -> workload (pod,
+namespace, container name, labels, annotations; from a pluggable :class:`Resolver`) ->
+target (from the operator's ``armorflow.targets`` topic) -> profile.
+
+Targets. The operator publishes one message per profile on the compacted topic
+``armorflow.targets``, keyed by the profile name; a null value (tombstone) or
+``"active": false`` ends the capture. The value (documented in ``docs/agents.md``)::
+
+    {"v": 1, "profile": "varmor-cluster-varmor-demo-4",
+     "enforcers": ["apparmor", "seccomp"],
+     "namespaces": ["default", "demo"],            # empty: every namespace
+     "selector": {"matchLabels": {"app": "demo-4"},
+                  "matchExpressions": [{"key": "tier", "operator": "In", "values": ["web"]}]},
+     "containers": ["c1"],                         # empty: every container
+     "active": true}
+
+Opt-outs. A pod annotation ``container.apparmor.security.beta.varmor.org/<c>: unconfined``
+removes container ``<c>`` from AppArmor modeling (every kind but ``syscall``) and
+``container.seccomp.security.beta.varmor.org/<c>: unconfined`` from Seccomp modeling
+(``syscall``); they take precedence over ``containers``. A container opted out of every
+enforcer of its target produces nothing at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+APPARMOR_OPT_OUT: Final = "container.apparmor.security.beta.varmor.org/"
+SECCOMP_OPT_OUT: Final = "container.seccomp.security.beta.varmor.org/"
+#: The label vArmor's webhook requires on target workloads.
+ENABLE_LABEL: Final = "sandbox.varmor.org/enable"
+ENFORCERS: Final = frozenset({"apparmor", "seccomp"})
+TARGET_SCHEMA_VERSION: Final = 1
+
+# --- cgroup paths -------------------------------------------------------------------------
+
+_CONTAINER_ID: Final = re.compile(
+    r"(?:^|[/:-])(?P<runtime>cri-containerd|containerd|crio|docker|libpod)?[-:]?"
+    r"(?P<id>[0-9a-f]{64})(?:\.scope)?$"
+)
+_POD_UID: Final = re.compile(
+    r"pod(?P<uid>[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})"
+)
+_RUNTIMES: Final = {"cri-containerd": "containerd", "containerd": "containerd", "crio": "cri-o",
+                    "docker": "docker", "libpod": "podman"}
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupIdentity:
+    """What a cgroup path says about a process: its container, pod and runtime."""
+
+    container_id: str
+    pod_uid: str | None
+    runtime: str | None
+
+
+def parse_cgroup_path(path: str) -> CgroupIdentity | None:
+    """The container a cgroup path belongs to, or None (host process, conmon, pod sandbox).
+
+    Understands the systemd driver (``.../kubepods-burstable-pod<uid>.slice/
+    cri-containerd-<id>.scope``, ``crio-<id>.scope``, ``docker-<id>.scope``), the cgroupfs
+    driver (``/kubepods/burstable/pod<uid>/<id>``, ``/docker/<id>``) and containerd's
+    ``<slice>:cri-containerd:<id>`` form under ``containerd.service``.
+    """
+    path = path.strip()
+    if not path or path == "/":
+        return None
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    if "conmon" in last:
+        return None  # cri-o's monitor process runs beside the container, not in it
+    match = _CONTAINER_ID.search(last)
+    if match is None:
+        return None
+    pod = _POD_UID.search(path)
+    runtime = match.group("runtime")
+    return CgroupIdentity(
+        container_id=match.group("id"),
+        pod_uid=pod.group("uid").replace("_", "-") if pod else None,
+        runtime=_RUNTIMES.get(runtime) if runtime else None,
+    )
+
+
+def parse_proc_cgroup(text: str) -> CgroupIdentity | None:
+    """Parse ``/proc/<pid>/cgroup``: the unified (``0::``) line first, then v1 lines."""
+    entries: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        hierarchy, sep, rest = line.partition(":")
+        _controllers, sep2, path = rest.partition(":")  # the path may hold colons
+        if not sep or not sep2:
+            continue
+        entries.append((hierarchy, path))
+    entries.sort(key=lambda e: e[0] != "0")
+    for _, path in entries:
+        identity = parse_cgroup_path(path)
+        if identity is not None:
+            return identity
+    return None
+
+
+# --- workloads and resolvers ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A container as Kubernetes knows it."""
+
+    container_id: str
+    namespace: str
+    pod: str
+    container: str
+    pod_uid: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+class Resolver(Protocol):
+    """Finds the workload of a container id (``pod_uid`` is a hint when the cgroup has it)."""
+
+    def resolve(self, container_id: str, pod_uid: str | None = None) -> Workload | None: ...
+
+
+class StaticResolver:
+    """A fixed table: local runs (``armorflow trace``), tests, and other sources' feeds."""
+
+    def __init__(self, workloads: list[Workload] | None = None):
+        self._by_id = {w.container_id: w for w in workloads or []}
+
+    def add(self, workload: Workload) -> None:
+        self._by_id[workload.container_id] = workload
+
+    def remove(self, container_id: str) -> None:
+        self._by_id.pop(container_id, None)
+
+    def resolve(self, container_id: str, pod_uid: str | None = None) -> Workload | None:
+        return self._by_id.get(container_id)
+
+
+def strip_runtime_prefix(container_id: str) -> str:
+    """``containerd://abc`` -> ``abc`` (the form of a pod's containerStatuses)."""
+    return container_id.split("://", 1)[-1]
+
+
+def workloads_of_pod(pod: dict[str, Any]) -> list[Workload]:
+    """The running containers of a pod object (Kubernetes JSON)."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    out = []
+    for key in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
+        for cs in status.get(key) or []:
+            cid = cs.get("containerID")
+            if not cid:
+                continue
+            out.append(Workload(
+                container_id=strip_runtime_prefix(cid), namespace=meta.get("namespace", ""),
+                pod=meta.get("name", ""), container=cs.get("name", ""),
+                pod_uid=meta.get("uid", ""), labels=dict(meta.get("labels") or {}),
+                annotations=dict(meta.get("annotations") or {}),
+            ))
+    return out
+
+
+class KubeResolver:
+    """Container ids of the pods on this node, from the Kubernetes API, refreshed on a miss.
+
+    ``list_pods`` returns pod objects as JSON dicts (e.g. a CoreV1Api call with
+    ``fieldSelector=spec.nodeName=<node>``); refreshes are rate-limited so an unknown
+    host process cannot make the agent hammer the API server.
+    """
+
+    def __init__(self, list_pods: Any, min_refresh_s: float = 2.0):
+        self._list_pods = list_pods
+        self.min_refresh_s = min_refresh_s
+        self._by_id: dict[str, Workload] = {}
+        self._last_refresh = float("-inf")
+        self.refreshes = 0
+        self.errors = 0
+
+    def refresh(self) -> None:
+        self._last_refresh = time.monotonic()
+        try:
+            pods = self._list_pods()
+        except Exception as exc:  # the API server may be briefly away; keep the old view
+            self.errors += 1
+            log.warning("listing pods failed (%s): keeping %d known containers",
+                        exc, len(self._by_id))
+            return
+        self.refreshes += 1
+        self._by_id = {w.container_id: w for pod in pods for w in workloads_of_pod(pod)}
+
+    def resolve(self, container_id: str, pod_uid: str | None = None) -> Workload | None:
+        found = self._by_id.get(container_id)
+        if found is None and time.monotonic() - self._last_refresh >= self.min_refresh_s:
+            self.refresh()
+            found = self._by_id.get(container_id)
+        return found
+
+
+# --- targets ---------------------------------------------------------------------------------
+
+
+class TargetError(ValueError):
+    """A targets message that does not follow the documented value."""
+
+
+def _str_list(value: object, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TargetError(f"{what} must be a list of strings")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    match_labels: dict[str, str] = field(default_factory=dict)
+    #: (key, operator, values) with operator In, NotIn, Exists or DoesNotExist.
+    match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+
+    @classmethod
+    def from_json(cls, obj: object) -> LabelSelector:
+        if obj is None:
+            return cls()
+        if not isinstance(obj, dict):
+            raise TargetError("selector must be an object")
+        labels = obj.get("matchLabels") or {}
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise TargetError("selector.matchLabels must map strings to strings")
+        exprs = []
+        for expr in obj.get("matchExpressions") or []:
+            if not isinstance(expr, dict) or not isinstance(expr.get("key"), str):
+                raise TargetError("selector.matchExpressions items need a string key")
+            op = expr.get("operator")
+            if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+                raise TargetError(f"unknown selector operator {op!r}")
+            exprs.append((expr["key"], op, _str_list(expr.get("values"), "values")))
+        return cls(dict(labels), tuple(exprs))
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for key, op, values in self.match_expressions:
+            present = key in labels
+            if op == "In" and not (present and labels[key] in values):
+                return False
+            if op == "NotIn" and present and labels[key] in values:
+                return False
+            if op == "Exists" and not present:
+                return False
+            if op == "DoesNotExist" and present:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Target:
+    """One profile under modeling and the containers it covers."""
+
+    profile: str
+    enforcers: frozenset[str] = ENFORCERS
+    namespaces: tuple[str, ...] = ()
+    selector: LabelSelector = field(default_factory=LabelSelector)
+    containers: tuple[str, ...] = ()
+    active: bool = True
+
+    @classmethod
+    def from_json(cls, key: str, value: bytes) -> Target:
+        try:
+            obj = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise TargetError(f"not JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise TargetError("a target is a JSON object")
+        if obj.get("v", TARGET_SCHEMA_VERSION) != TARGET_SCHEMA_VERSION:
+            raise TargetError(f"unsupported target version {obj.get('v')!r}")
+        profile = obj.get("profile", key)
+        if not isinstance(profile, str) or not profile or profile != key:
+            raise TargetError(f"profile {profile!r} must be the non-empty message key {key!r}")
+        enforcers = frozenset(e.lower() for e in _str_list(obj.get("enforcers"), "enforcers"))
+        if not enforcers <= ENFORCERS:
+            raise TargetError(f"unknown enforcers {sorted(enforcers - ENFORCERS)}")
+        active = obj.get("active", True)
+        if not isinstance(active, bool):
+            raise TargetError("active must be true or false")
+        return cls(
+            profile=profile,
+            enforcers=enforcers or ENFORCERS,
+            namespaces=_str_list(obj.get("namespaces"), "namespaces"),
+            selector=LabelSelector.from_json(obj.get("selector")),
+            containers=_str_list(obj.get("containers"), "containers"),
+            active=active,
+        )
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({
+            "v": TARGET_SCHEMA_VERSION, "profile": self.profile,
+            "enforcers": sorted(self.enforcers), "namespaces": list(self.namespaces),
+            "selector": {
+                "matchLabels": self.selector.match_labels,
+                "matchExpressions": [{"key": k, "operator": op, "values": list(v)}
+                                     for k, op, v in self.selector.match_expressions],
+            },
+            "containers": list(self.containers), "active": self.active,
+        })
+
+    def enforcers_for(self, workload: Workload) -> frozenset[str]:
+        """The enforcers this target models for ``workload`` (empty: not covered)."""
+        if not self.active:
+            return frozenset()
+        if self.namespaces and workload.namespace not in self.namespaces:
+            return frozenset()
+        if not self.selector.matches(workload.labels):
+            return frozenset()
+        if self.containers and workload.container not in self.containers:
+            return frozenset()
+        opted_out = set()
+        if workload.annotations.get(APPARMOR_OPT_OUT + workload.container) == "unconfined":
+            opted_out.add("apparmor")
+        if workload.annotations.get(SECCOMP_OPT_OUT + workload.container) == "unconfined":
+            opted_out.add("seccomp")
+        return self.enforcers - opted_out
+
+
+def enforcer_of(kind: str) -> str:
+    """Seccomp models syscalls; AppArmor models every other kind."""
+    return "seccomp" if kind == "syscall" else "apparmor"
+
+
+class TargetSet:
+    """The current targets, updated from ``armorflow.targets`` messages."""
+
+    def __init__(self, targets: list[Target] | None = None):
+        self._targets: dict[str, Target] = {t.profile: t for t in targets or []}
+        self.rejected = 0
+        self.version = 0
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    def __contains__(self, profile: object) -> bool:
+        return profile in self._targets
+
+    def get(self, profile: str) -> Target | None:
+        return self._targets.get(profile)
+
+    def put(self, target: Target) -> None:
+        if target.active:
+            self._targets[target.profile] = target
+        else:
+            self._targets.pop(target.profile, None)
+        self.version += 1
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """One message of the targets topic; a bad one is counted and logged, not fatal."""
+        if not key:
+            self.rejected += 1
+            log.warning("targets message without a key: skipped")
+            return
+        profile = key.decode("utf-8", errors="replace")
+        if value is None:
+            self._targets.pop(profile, None)
+            self.version += 1
+            return
+        try:
+            self.put(Target.from_json(profile, value))
+        except TargetError as exc:
+            self.rejected += 1
+            log.warning("targets message for %r skipped: %s", profile, exc)
+
+    def match(self, workload: Workload) -> tuple[Target, frozenset[str]] | None:
+        """The target covering ``workload`` and its enforcers; first profile name wins ties."""
+        for profile in sorted(self._targets):
+            target = self._targets[profile]
+            enforcers = target.enforcers_for(workload)
+            if enforcers:
+                return target, enforcers
+        return None
+
+
+# --- attribution ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The profile and container an event belongs to, and what it may be modeled for."""
+
+    profile: str
+    enforcers: frozenset[str]
+    namespace: str = ""
+    pod: str = ""
+    container: str = ""
+    container_id: str = ""
+
+    def allows(self, kind: str) -> bool:
+        return enforcer_of(kind) in self.enforcers
+
+    def common(self) -> dict[str, str]:
+        """The event fields attribution fills (``make_event(**attribution.common())``)."""
+        return {"profile": self.profile, "namespace": self.namespace, "pod": self.pod,
+                "container": self.container, "container_id": self.container_id}
+
+
+class Attributor:
+    """pid -> :class:`Attribution`, with small caches in front of /proc and the resolver."""
+
+    def __init__(self, targets: TargetSet, resolver: Resolver, *, proc: Path = Path("/proc"),
+                 cache_size: int = 65_536):
+        self.targets = targets
+        self.resolver = resolver
+        self.proc = proc
+        self.cache_size = cache_size
+        self._pid_cache: OrderedDict[int, CgroupIdentity | None] = OrderedDict()
+        self.counters: dict[str, int] = {"no_process": 0, "host_process": 0,
+                                         "unknown_container": 0, "untargeted": 0,
+                                         "attributed": 0}
+
+    def identity_of_pid(self, pid: int) -> CgroupIdentity | None:
+        """The container of a live pid (cached: a pid keeps its cgroup while it lives)."""
+        if pid in self._pid_cache:
+            self._pid_cache.move_to_end(pid)
+            return self._pid_cache[pid]
+        try:
+            text = (self.proc / str(pid) / "cgroup").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            self.counters["no_process"] += 1
+            return None
+        identity = parse_proc_cgroup(text)
+        self._pid_cache[pid] = identity
+        if len(self._pid_cache) > self.cache_size:
+            self._pid_cache.popitem(last=False)
+        return identity
+
+    def forget_pid(self, pid: int) -> None:
+        """Call when a process exits (the tracer sees it): its pid may be reused."""
+        self._pid_cache.pop(pid, None)
+
+    def for_container(self, container_id: str, pod_uid: str | None = None) -> Attribution | None:
+        workload = self.resolver.resolve(container_id, pod_uid)
+        if workload is None:
+            self.counters["unknown_container"] += 1
+            return None
+        matched = self.targets.match(workload)
+        if matched is None:
+            self.counters["untargeted"] += 1
+            return None
+        target, enforcers = matched
+        self.counters["attributed"] += 1
+        return Attribution(target.profile, enforcers, workload.namespace, workload.pod,
+                           workload.container, workload.container_id)
+
+    def for_pid(self, pid: int) -> Attribution | None:
+        identity = self.identity_of_pid(pid)
+        if identity is None:
+            if pid in self._pid_cache:
+                self.counters["host_process"] += 1
+            return None
+        return self.for_container(identity.container_id, identity.pod_uid)
+
+    def for_label(self, pid: int, label: str | None) -> Attribution | None:
+        """Audit records: the live container first, else the AppArmor profile in the record.
+
+        A record whose process already exited still names its profile when the kernel saw
+        one; that profile is only trusted when it is a current target.
+        """
+        found = self.for_pid(pid)
+        if found is not None:
+            return found
+        if label is not None:
+            target = self.targets.get(label)
+            if target is not None and target.active:
+                self.counters["attributed"] += 1
+                return Attribution(target.profile, target.enforcers)
+        return None
