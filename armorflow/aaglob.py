@@ -56,7 +56,7 @@ _RANGE_KINDS = ("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "012
 
 #: Literal characters that must carry a backslash in the profile, or apparmor_parser
 #: would read them as operators (``@`` before ``{`` would start a variable).
-_PROFILE_ESCAPED = frozenset("*?[]{}\\,^@")
+_PROFILE_ESCAPED = frozenset("*?[]{},^@")
 
 #: What may appear in an unquoted profile token; anything else forces quotes.
 _UNQUOTED_SAFE = frozenset(
@@ -262,6 +262,11 @@ def _literal_bytes(c: str) -> bytes:
 
 
 def _profile_literal(c: str) -> str:
+    if c == "\\":
+        # Never ``\\``: apparmor_parser's lexer takes the longest quoted string, so a
+        # token ending in ``\\"`` would run on into the next quoted rule. ``\x5c`` is
+        # read as an escaped (literal) backslash.
+        return "\\x5c"
     if c in _PROFILE_ESCAPED:
         return "\\" + c
     if c == '"':

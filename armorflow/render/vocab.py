@@ -68,7 +68,7 @@ _RT_COUNT: Final = 32
 
 
 def _number(text: str) -> int | None:
-    return int(text) if text.isdigit() and len(text) < 6 else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else None
 
 
 def capability_name(raw: str) -> str | None:
