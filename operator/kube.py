@@ -52,6 +52,7 @@ class Kube:
     def __post_init__(self) -> None:
         self.custom = client.CustomObjectsApi(self.api)
         self.apps = client.AppsV1Api(self.api)
+        self.core = client.CoreV1Api(self.api)
 
     def list_policies(self, kind: str) -> list[dict[str, Any]]:
         raw = _decode(self.custom.list_cluster_custom_object(
@@ -111,13 +112,14 @@ class Kube:
     def list_workloads(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
         """Opted-in workloads of one kind (the selector is re-checked by the caller)."""
         plural = {"Deployment": "deployment", "StatefulSet": "stateful_set",
-                  "DaemonSet": "daemon_set"}[kind]
+                  "DaemonSet": "daemon_set", "Pod": "pod"}[kind]
+        api = self.core if kind == "Pod" else self.apps
         selector = f"{ENABLE_LABEL}=true"
         if namespace is None:
-            fn = getattr(self.apps, f"list_{plural}_for_all_namespaces")
+            fn = getattr(api, f"list_{plural}_for_all_namespaces")
             resp = fn(label_selector=selector, _preload_content=False)
         else:
-            fn = getattr(self.apps, f"list_namespaced_{plural}")
+            fn = getattr(api, f"list_namespaced_{plural}")
             resp = fn(namespace, label_selector=selector, _preload_content=False)
         raw = _decode(resp)
         items = raw.get("items") if isinstance(raw, dict) else None

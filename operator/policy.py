@@ -168,10 +168,10 @@ def model_namespace(policy: Policy, system_namespace: str = DEFAULT_SYSTEM_NAMES
     return system_namespace if policy.cluster_wide else policy.namespace
 
 
-def target_digest(policy: Policy) -> str:
+def target_digest(policy: Policy, pods: dict[str, Any] | None = None) -> str:
     """A short fingerprint of what the agents are told to capture for this policy."""
     blob = orjson.dumps(
-        {"target": policy.target.to_json(), "enforcer": policy.enforcer},
+        {"target": policy.target.to_json(), "enforcer": policy.enforcer, "pods": pods},
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(blob).hexdigest()[:16]

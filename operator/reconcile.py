@@ -30,6 +30,7 @@ from .policy import (
     profile_name,
     target_digest,
 )
+from .workloads import PodScope, pod_scope
 
 PHASE_ERROR: Final = "Error"
 PHASE_UNSUPPORTED: Final = "Unsupported"
@@ -80,15 +81,30 @@ def condition(
     }
 
 
-def targets_value(policy: Policy, profile: str, *, active: bool) -> dict[str, Any]:
-    """What the agents read from ``armorflow.targets`` (docs/operator.md)."""
+def agent_enforcers(enforcer: str) -> list[str]:
+    """The enforcers whose behaviour the agents capture (BPF is not modeled)."""
+    return [name for name, part in (("apparmor", "AppArmor"), ("seccomp", "Seccomp"))
+            if part in enforcer]
+
+
+def targets_value(
+    policy: Policy, profile: str, *, active: bool, scope: PodScope | None = None
+) -> dict[str, Any]:
+    """What the agents read from ``armorflow.targets`` (docs/operator.md).
+
+    ``selector``/``namespaces``/``containers``/``enforcers`` are what the agents match pods
+    with; ``target``/``policy``/``enforcer`` say where they come from.
+    """
+    scope = scope or pod_scope(policy)
     return {
         "v": 1,
         "profile": profile,
         "policy": policy.ref.to_json(),
         "target": policy.target.to_json(),
-        "namespaces": None if policy.cluster_wide else [policy.namespace],
         "enforcer": policy.enforcer,
+        "enforcers": agent_enforcers(policy.enforcer),
+        **scope.to_json(),
+        "containers": list(policy.target.containers),
         "active": active,
     }
 
@@ -124,10 +140,17 @@ def _same_status(policy: Policy, new: dict[str, Any], profile: str) -> bool:
 
 
 def plan_reconcile(
-    policy: Policy, now_ns: int, system_namespace: str = DEFAULT_SYSTEM_NAMESPACE
+    policy: Policy, now_ns: int, system_namespace: str = DEFAULT_SYSTEM_NAMESPACE,
+    scope: PodScope | None = None,
 ) -> Plan:
-    """Bring one live (not deleted) policy to its desired state."""
+    """Bring one live (not deleted) policy to its desired state.
+
+    ``scope`` is the target's pods as resolved from the cluster (needed for a target by
+    name); without it a named target captures nothing until it is resolved.
+    """
     profile = profile_name(policy.kind, policy.namespace, policy.name, system_namespace)
+    scope = scope or pod_scope(policy)
+    digest = target_digest(policy, scope.to_json())
     st = policy.status
     plan = Plan()
     previous = st.conditions
@@ -163,15 +186,14 @@ def plan_reconcile(
                 enforcer=policy.enforcer, duration_s=policy.duration * 60, start_ts=now_ns,
                 ts=now_ns,
             ))
-            plan.targets = targets_value(policy, profile, active=True)
+            plan.targets = targets_value(policy, profile, active=True, scope=scope)
             plan.restart = policy.update_existing_workloads
             message = f"modeling for {policy.duration} minute(s)"
             new = _status_dict(
                 policy, profile, profileName=profile, ready=True, phase=PHASE_MODELING,
                 acceptedMode=MODE_BEHAVIOR_MODELING,
                 modeling={
-                    "startTs": now_ns, "duration": policy.duration,
-                    "targetDigest": target_digest(policy),
+                    "startTs": now_ns, "duration": policy.duration, "targetDigest": digest,
                 },
                 conditions=[
                     condition(previous, COND_READY, True, "Modeling", message, now_ns),
@@ -233,9 +255,8 @@ def plan_reconcile(
                     f"{policy.describe()}: duration {st.duration} -> {policy.duration} minute(s)"
                 )
             modeling["duration"] = policy.duration
-        digest = target_digest(policy)
         if digest != st.target_digest:
-            plan.targets = targets_value(policy, profile, active=True)
+            plan.targets = targets_value(policy, profile, active=True, scope=scope)
             modeling["targetDigest"] = digest
             plan.notes.append(f"{policy.describe()}: target changed, republished")
     new = _status_dict(policy, profile, modeling=modeling, conditions=[*kept, accepted])

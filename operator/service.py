@@ -37,7 +37,13 @@ from .policy import (
     profile_name,
 )
 from .reconcile import Plan, plan_completion, plan_deletion, plan_reconcile
-from .workloads import RESTARTABLE_KINDS, matched_workloads
+from .workloads import (
+    LISTABLE_KINDS,
+    RESTARTABLE_KINDS,
+    PodScope,
+    matched_workloads,
+    pod_scope,
+)
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +239,8 @@ class OperatorService:
         if policy is None or policy.deleting:
             return
         self.counters.reconciles += 1
-        plan = plan_reconcile(policy, self.clock(), self.system_namespace)
+        plan = plan_reconcile(policy, self.clock(), self.system_namespace,
+                              scope=self._resolve_pods(policy))
         self._execute(policy, plan)
         profile = self._profile(policy)
         if policy.status.accepted_mode == MODE_BEHAVIOR_MODELING or (
@@ -243,6 +250,16 @@ class OperatorService:
             early = self._unclaimed.pop(profile, None)
             if early is not None:
                 self._report(early)
+
+    def _resolve_pods(self, policy: Policy) -> PodScope | None:
+        """A named target's pods, looked up while it is (about to be) modeled."""
+        if (policy.target.name is None or policy.problems
+                or policy.mode != MODE_BEHAVIOR_MODELING
+                or policy.status.phase == PHASE_COMPLETED
+                or policy.target.kind not in LISTABLE_KINDS):
+            return None
+        namespace = None if policy.cluster_wide else policy.namespace
+        return pod_scope(policy, self.kube.list_workloads(policy.target.kind, namespace))
 
     def _deleted(self, obj: dict[str, Any]) -> None:
         policy = self._parse(obj)

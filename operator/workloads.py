@@ -18,6 +18,8 @@ ENABLE_LABEL: Final = "sandbox.varmor.org/enable"
 RESTART_ANNOTATION: Final = "armorflow.io/restartedAt"
 #: Kinds whose pods a rolling restart can replace (a bare Pod cannot be restarted).
 RESTARTABLE_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet")
+#: Kinds whose objects the operator lists (Pods only to resolve a Pod target by name).
+LISTABLE_KINDS: Final = (*RESTARTABLE_KINDS, "Pod")
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,67 @@ def matched_workloads(
 def restart_patch(stamp: str) -> dict[str, Any]:
     """The patch that makes a controller roll its pods."""
     return {"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: stamp}}}}}
+
+
+#: A pod selector no pod satisfies: what the agents get for a target whose workload does
+#: not exist (yet), instead of an empty selector that would capture every pod.
+MATCHES_NOTHING: Final[dict[str, Any]] = {"matchExpressions": [
+    {"key": "armorflow.io/unresolved", "operator": "Exists"},
+    {"key": "armorflow.io/unresolved", "operator": "DoesNotExist"},
+]}
+
+
+@dataclass(frozen=True)
+class PodScope:
+    """Which pods the agents capture for a policy: a pod-label selector in namespaces.
+
+    The agents only see pods, so the operator translates the workload-level target.
+    """
+
+    selector: dict[str, Any]
+    namespaces: tuple[str, ...] | None  # None: every namespace
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "selector": self.selector,
+            "namespaces": list(self.namespaces) if self.namespaces is not None else None,
+        }
+
+
+def _pod_selector_of(kind: str, obj: dict[str, Any]) -> dict[str, Any] | None:
+    if kind == "Pod":
+        labels = _labels(obj)
+        return {"matchLabels": labels} if labels else None
+    spec = obj.get("spec")
+    selector = spec.get("selector") if isinstance(spec, dict) else None
+    return selector if isinstance(selector, dict) and selector else None
+
+
+def pod_scope(policy: Policy, objects: list[dict[str, Any]] | None = None) -> PodScope:
+    """The pods of a policy's target.
+
+    A selector target selects pods by the same labels (workloads pass their labels to
+    their pods, as the walkthrough's do). A named target becomes the named workload's own
+    pod selector, found among ``objects`` (the opted-in workloads of the target kind);
+    when the name is used in several namespaces with different selectors, the first
+    namespace's wins and the others are logged by the caller.
+    """
+    own = None if policy.cluster_wide else (policy.namespace,)
+    if policy.target.name is None:
+        labels = policy.target.selector.to_json() if policy.target.selector else {}
+        return PodScope(labels or MATCHES_NOTHING, own)
+    found: dict[str, list[str]] = {}
+    first: dict[str, dict[str, Any]] = {}
+    for obj in objects or []:
+        if not is_target(policy, policy.target.kind, obj):
+            continue
+        pods = _pod_selector_of(policy.target.kind, obj)
+        if pods is None:
+            continue
+        key = repr(sorted(pods.items()))
+        found.setdefault(key, []).append(str(obj["metadata"].get("namespace") or ""))
+        first.setdefault(key, pods)
+    if not found:
+        return PodScope(MATCHES_NOTHING, own)
+    key = min(found, key=lambda k: min(found[k]))
+    return PodScope(first[key], tuple(sorted(set(found[key]))))

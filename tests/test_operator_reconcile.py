@@ -6,6 +6,8 @@ import copy
 from typing import Any
 
 import pytest
+
+from armorflow.control import decode_control
 from armorflow.operator.policy import PolicyError, parse_policy, profile_name
 from armorflow.operator.reconcile import (
     plan_completion,
@@ -13,8 +15,6 @@ from armorflow.operator.reconcile import (
     plan_reconcile,
 )
 from armorflow.operator.workloads import matched_workloads, restart_patch
-
-from armorflow.control import decode_control
 
 NOW = 1_700_000_000_000_000_000
 MINUTE = 60 * 1_000_000_000
@@ -256,3 +256,57 @@ def test_workload_matching() -> None:
     patch = restart_patch("2026-01-01T00:00:00+00:00")
     assert patch["spec"]["template"]["metadata"]["annotations"] == {
         "armorflow.io/restartedAt": "2026-01-01T00:00:00+00:00"}
+
+
+def test_targets_are_what_the_agents_parse() -> None:
+    """The operator's targets value, read by the agents' own parser, covers the seed's pods."""
+    import orjson
+
+    from armorflow.agents.attribution import Target, Workload
+
+    plan = plan_reconcile(parse_policy(seed_cluster_policy()), NOW)
+    assert plan.targets is not None
+    assert plan.targets["enforcers"] == ["apparmor", "seccomp"]
+    target = Target.from_json("varmor-cluster-varmor-demo-4", orjson.dumps(plan.targets))
+    opt_out = {"container.apparmor.security.beta.varmor.org/c0": "unconfined",
+               "container.seccomp.security.beta.varmor.org/c0": "unconfined"}
+
+    def pod(ns: str, container: str, app: str, annotations: dict[str, str] | None = None
+            ) -> Workload:
+        return Workload(container_id="0" * 64, namespace=ns, pod=f"{app}-x", container=container,
+                        labels={"app": app}, annotations=annotations or {})
+
+    assert target.enforcers_for(pod("default", "c0", "demo-4")) == {"apparmor", "seccomp"}
+    assert target.enforcers_for(pod("demo", "c0", "demo-4", opt_out)) == frozenset()
+    assert target.enforcers_for(pod("demo", "c1", "demo-4", opt_out)) == {"apparmor", "seccomp"}
+    assert target.enforcers_for(pod("demo", "c0", "other")) == frozenset()
+    done = plan_completion(parse_policy(started(seed_cluster_policy())), NOW + 1, {}, NOW + 1)
+    assert done.targets is not None
+    assert not Target.from_json("varmor-cluster-varmor-demo-4",
+                                orjson.dumps(done.targets)).active
+
+
+def test_named_targets_resolve_to_the_workloads_pod_selector() -> None:
+    from armorflow.operator.workloads import MATCHES_NOTHING, pod_scope
+
+    obj = seed_cluster_policy(target={"kind": "Deployment", "name": "web", "containers": ["c1"]})
+    obj["kind"] = "VarmorPolicy"
+    obj["metadata"]["namespace"] = "demo"
+    policy = parse_policy(obj)
+    unresolved = plan_reconcile(policy, NOW)
+    assert unresolved.targets is not None
+    assert unresolved.targets["selector"] == MATCHES_NOTHING  # never "every pod"
+    web = {"metadata": {"namespace": "demo", "name": "web",
+                        "labels": {"sandbox.varmor.org/enable": "true"}},
+           "spec": {"selector": {"matchLabels": {"run": "web"}}}}
+    scope = pod_scope(policy, [web])
+    assert scope.selector == {"matchLabels": {"run": "web"}} and scope.namespaces == ("demo",)
+    resolved = plan_reconcile(policy, NOW, scope=scope)
+    assert resolved.targets is not None
+    assert resolved.targets["selector"] == {"matchLabels": {"run": "web"}}
+    assert resolved.targets["containers"] == ["c1"]
+    # once started unresolved, the workload appearing republishes the targets
+    obj = with_status(obj, unresolved.status)
+    later = plan_reconcile(parse_policy(obj), NOW + MINUTE, scope=scope)
+    assert later.controls == [] and later.targets is not None
+    assert later.targets["selector"] == {"matchLabels": {"run": "web"}}
