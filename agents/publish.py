@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
-from armorflow.agents.spool import FsyncPolicy, Spool, SpoolCursor, SpoolFull, SpoolRecord
 from confluent_kafka import KafkaError, Producer
 
+from armorflow.agents.spool import FsyncPolicy, Spool, SpoolCursor, SpoolFull, SpoolRecord
 from armorflow.config import KafkaSettings
 from armorflow.events import Event
 from armorflow.topics import event_topic

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import orjson
+
 from armorflow.agents.audit.records import MAX_LINE_BYTES
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class FileFollower:
         self._offset = 0
         self._buffer = b""
         self._skipping = False
+        #: True when the last read reached the end of the data written so far.
+        self.at_eof = False
         self._open(start, from_end)
 
     # --- opening ----------------------------------------------------------------------
@@ -164,6 +167,7 @@ class FileFollower:
     def read_lines(self, max_lines: int = 10_000) -> list[tuple[bytes, Position]]:
         """Complete lines available now (possibly none), each with the position after it."""
         if self._fd is None and not self._open_fd(self.path, 0):
+            self.at_eof = True
             return []
         out: list[tuple[bytes, Position]] = []
         while len(out) < max_lines:
@@ -193,7 +197,9 @@ class FileFollower:
                 if not self._open_fd(self.path, 0):
                     break
                 continue
-            break
+            self.at_eof = True
+            return out
+        self.at_eof = False
         return out
 
     def _drain_buffer(self, out: list[tuple[bytes, Position]], max_lines: int) -> None:

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from armorflow.agents.audit.records import AuditFormatError, AuditRecord, int_field, text_field
-
 from armorflow.events import Event, make_event
 
 Verdict = Literal["allowed", "audit", "denied"]
-SourceName = Literal["apparmor", "seccomp"]
+#: Where an observation came from: "apparmor" and "seccomp" records here, "bpf" for the
+#: tracer's events when it hands them over as observations.
+SourceName = str
 
 #: AUDIT_ARCH_* values of the record's ``arch`` field that armorflow names syscalls for.
 AUDIT_ARCHES: Final[dict[int, str]] = {0xC000003E: "x86_64", 0x40000003: "i386"}

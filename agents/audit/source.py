@@ -99,12 +99,20 @@ class AuditSource:
                 out.append(obs)
         return out
 
-    def commit(self) -> None:
-        """Make the position after the last polled line durable (file mode only)."""
-        if self.checkpoint is None or self._pending is None or self._pending == self._committed:
+    def mark(self) -> Position | None:
+        """The position after the last polled line (None for netlink: nothing to resume)."""
+        return self._pending
+
+    def commit(self, position: Position | None = None) -> None:
+        """Make ``position`` (default: after the last polled line) durable; file mode only.
+
+        Commit a position only once everything polled before it is safely handed on.
+        """
+        position = position or self._pending
+        if self.checkpoint is None or position is None or position == self._committed:
             return
-        self.checkpoint.save(self._pending)
-        self._committed = self._pending
+        self.checkpoint.save(position)
+        self._committed = position
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mode": self.mode, **self.parser.stats.as_dict()}

@@ -1,0 +1,316 @@
+"""The node agent: sources -> attribution -> publisher, in one loop.
+
+Every observation a source yields is attributed to a profile under modeling (or counted
+and dropped: host process, untargeted container, opted-out enforcer), completed into a
+schema v1 event and published. Sources with a durable position (the audit log follower)
+commit it only once the publisher reports every event polled before it as delivered or
+spooled (:meth:`~armorflow.agents.publish.Publisher.durable_seq`), so a crash or restart
+neither skips nor, on a clean stop, repeats.
+
+Targets come from the operator's compacted ``armorflow.targets`` topic
+(:class:`TargetsFeed`), or from a file / a single local profile for runs off-cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from armorflow.agents.attribution import (
+    Attribution,
+    Attributor,
+    KubeResolver,
+    Resolver,
+    StaticResolver,
+    Target,
+    TargetSet,
+)
+from armorflow.agents.audit.follow import Position
+from armorflow.agents.audit.observe import Observation
+from armorflow.agents.audit.source import DEFAULT_AUDIT_LOG_PATHS, AuditSource
+from armorflow.agents.publish import Publisher
+from armorflow.config import KafkaSettings
+from armorflow.events import EventError
+from armorflow.topics import TARGETS_TOPIC
+
+log = logging.getLogger(__name__)
+
+#: Seconds between stats lines in the log.
+STATS_EVERY_S: Final = 60.0
+
+
+class Source(Protocol):
+    """What the agent loop needs from a source of observations."""
+
+    def poll(self, timeout_s: float = 0.5) -> list[Observation]: ...
+
+    def mark(self) -> Position | None: ...
+
+    def commit(self, position: Position | None = None) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class TargetsFeed:
+    """Reads the whole compacted targets topic, then follows it (no consumer group state)."""
+
+    def __init__(self, settings: KafkaSettings, node: str):
+        self.consumer = Consumer(settings.librdkafka(**{
+            "group.id": f"armorflow-agent-{node}-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "log_level": 2,
+        }))
+        self._assigned = False
+
+    def _assign(self) -> bool:
+        try:
+            meta = self.consumer.list_topics(TARGETS_TOPIC, timeout=2)
+        except Exception as exc:  # broker away: retry on the next poll
+            log.debug("targets topic metadata unavailable: %s", exc)
+            return False
+        topic = meta.topics.get(TARGETS_TOPIC)
+        if topic is None or topic.error is not None or not topic.partitions:
+            return False
+        self.consumer.assign([TopicPartition(TARGETS_TOPIC, p, OFFSET_BEGINNING)
+                              for p in topic.partitions])
+        self._assigned = True
+        return True
+
+    def poll(self, targets: TargetSet, timeout_s: float = 0.0) -> int:
+        """Apply the messages available now; returns how many."""
+        if not self._assigned and not self._assign():
+            return 0
+        n = 0
+        for msg in self.consumer.consume(num_messages=1000, timeout=timeout_s):
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("targets topic: %s", err)
+                continue
+            targets.apply(msg.key(), msg.value())
+            n += 1
+        return n
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class LocalAttributor:
+    """Off-cluster runs: every observation belongs to one profile (``--local-profile``)."""
+
+    def __init__(self, profile: str):
+        self.attribution = Attribution(profile, frozenset({"apparmor", "seccomp"}))
+        self.counters: dict[str, int] = {"attributed": 0}
+
+    def for_label(self, pid: int, label: str | None) -> Attribution | None:
+        self.counters["attributed"] += 1
+        return self.attribution
+
+
+@dataclass
+class AgentCounters:
+    observations: int = 0
+    published: int = 0
+    unattributed: int = 0
+    opted_out: int = 0
+    invalid: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+
+
+class Agent:
+    """Runs the loop until :meth:`stop`; :meth:`close` flushes and checkpoints."""
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        publisher: Publisher,
+        sources: list[Source],
+        attributor: Attributor | LocalAttributor,
+        targets: TargetSet | None = None,
+        targets_feed: TargetsFeed | None = None,
+    ):
+        self.node = node
+        self.publisher = publisher
+        self.sources = sources
+        self.attributor = attributor
+        self.targets = targets
+        self.targets_feed = targets_feed
+        self.counters = AgentCounters()
+        self._stopping = threading.Event()
+        # Per source: (last publish seq of a poll, source position after that poll).
+        self._marks: list[deque[tuple[int, Position]]] = [deque() for _ in sources]
+        self._last_seq = 0
+        self._last_stats = time.monotonic()
+
+    def handle(self, obs: Observation) -> None:
+        self.counters.observations += 1
+        attribution = self.attributor.for_label(obs.pid, obs.label)
+        if attribution is None:
+            self.counters.unattributed += 1
+            return
+        if not attribution.allows(obs.kind):
+            self.counters.opted_out += 1
+            return
+        try:
+            event = obs.to_event(node=self.node, **attribution.common())
+        except EventError as exc:
+            self.counters.invalid += 1
+            log.warning("observation %s (%s) is not a valid event: %s", obs.audit_id, obs.kind, exc)
+            return
+        self._last_seq = self.publisher.publish(event)
+        self.counters.published += 1
+        self.counters.by_kind[obs.kind] += 1
+
+    def step(self, timeout_s: float = 0.2) -> None:
+        """One round: targets, each source, publisher callbacks, durable checkpoints."""
+        if self.targets_feed is not None and self.targets is not None:
+            self.targets_feed.poll(self.targets)
+        share = timeout_s / max(1, len(self.sources))
+        for index, source in enumerate(self.sources):
+            for obs in source.poll(share):
+                self.handle(obs)
+            position = source.mark()
+            if position is not None:
+                marks = self._marks[index]
+                if not marks or marks[-1][1] != position:
+                    marks.append((self._last_seq, position))
+        self.publisher.poll(0)
+        self._commit_durable()
+        if time.monotonic() - self._last_stats >= STATS_EVERY_S:
+            self._last_stats = time.monotonic()
+            log.info("agent stats: %s", orjson.dumps(self.stats()).decode())
+
+    def _commit_durable(self) -> None:
+        durable = self.publisher.durable_seq()
+        for source, marks in zip(self.sources, self._marks, strict=True):
+            position = None
+            while marks and marks[0][0] <= durable:
+                position = marks.popleft()[1]
+            if position is not None:
+                source.commit(position)
+
+    def run(self, duration_s: float | None = None,
+            on_step: Callable[[Agent], None] | None = None) -> None:
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while not self._stopping.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self.step()
+            if on_step is not None:
+                on_step(self)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush (or spool) everything, then commit every source's last position."""
+        self.publisher.close(timeout_s)
+        self._commit_durable()
+        for source in self.sources:
+            source.close()
+        if self.targets_feed is not None:
+            self.targets_feed.close()
+        log.info("agent stopped: %s", orjson.dumps(self.stats()).decode())
+
+    def stats(self) -> dict[str, Any]:
+        c = self.counters
+        return {
+            "node": self.node, "observations": c.observations, "published": c.published,
+            "unattributed": c.unattributed, "opted_out": c.opted_out, "invalid": c.invalid,
+            "by_kind": dict(c.by_kind), "attribution": dict(self.attributor.counters),
+            "targets": len(self.targets) if self.targets is not None else None,
+            "publisher": self.publisher.stats(),
+            "sources": [s.stats() for s in self.sources],
+        }
+
+
+def load_targets_file(path: Path) -> list[Target]:
+    """A JSON file holding a list of target values (the ``armorflow.targets`` form)."""
+    raw = orjson.loads(path.read_bytes())
+    items = raw if isinstance(raw, list) else [raw]
+    return [Target.from_json(str(item.get("profile", "")), orjson.dumps(item)) for item in items]
+
+
+def kube_pod_lister(node: str) -> Callable[[], list[dict[str, Any]]]:
+    """List this node's pods as JSON dicts (in-cluster config, else the kubeconfig)."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    api = client.CoreV1Api()
+
+    def list_pods() -> list[dict[str, Any]]:
+        # The raw response: parsing JSON ourselves is much faster than model objects.
+        resp: Any = api.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={node}", _preload_content=False
+        )
+        items: list[dict[str, Any]] = orjson.loads(resp.data)["items"]
+        return items
+
+    return list_pods
+
+
+@dataclass
+class AgentOptions:
+    """Everything ``armorflow agent`` decides; also the programmatic entry point."""
+
+    settings: KafkaSettings
+    state_dir: Path
+    node: str = field(default_factory=socket.gethostname)
+    audit: bool = True
+    audit_log_paths: str = DEFAULT_AUDIT_LOG_PATHS
+    include_denied: bool = False
+    audit_from_start: bool = False
+    local_profile: str | None = None
+    targets_file: Path | None = None
+    follow_targets_topic: bool = True
+    kube: bool = False
+    message_timeout_ms: int = 15_000
+    retry_interval_s: float = 2.0
+    spool_max_bytes: int = 1 << 30
+    extra_sources: list[Source] = field(default_factory=list)
+
+
+def build_agent(opts: AgentOptions) -> Agent:
+    opts.state_dir.mkdir(parents=True, exist_ok=True)
+    publisher = Publisher(
+        opts.settings, opts.state_dir / "spool", message_timeout_ms=opts.message_timeout_ms,
+        retry_interval_s=opts.retry_interval_s, spool_max_bytes=opts.spool_max_bytes,
+    )
+    sources: list[Source] = list(opts.extra_sources)
+    if opts.audit:
+        sources.insert(0, AuditSource(
+            opts.audit_log_paths, checkpoint_path=opts.state_dir / "audit.checkpoint",
+            include_denied=opts.include_denied, from_start=opts.audit_from_start,
+        ))
+    targets: TargetSet | None = None
+    feed: TargetsFeed | None = None
+    attributor: Attributor | LocalAttributor
+    if opts.local_profile:
+        attributor = LocalAttributor(opts.local_profile)
+    else:
+        targets = TargetSet(load_targets_file(opts.targets_file) if opts.targets_file else [])
+        resolver: Resolver = (KubeResolver(kube_pod_lister(opts.node)) if opts.kube
+                              else StaticResolver())
+        attributor = Attributor(targets, resolver)
+        if opts.follow_targets_topic:
+            feed = TargetsFeed(opts.settings, opts.node)
+    return Agent(node=opts.node, publisher=publisher, sources=sources, attributor=attributor,
+                 targets=targets, targets_feed=feed)
