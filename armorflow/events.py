@@ -100,8 +100,52 @@ def _check_type(obj: Event, name: str, expected: type) -> None:
         )
 
 
+#: Per kind, every required (field, type) pair: the fast path checks them in one loop.
+_REQUIRED: Final[dict[str, tuple[tuple[str, type], ...]]] = {
+    kind: tuple({**COMMON_FIELDS, **specific}.items()) for kind, specific in KIND_FIELDS.items()
+}
+_ENUM_BY_KIND: Final[dict[str, tuple[tuple[str, frozenset[str]], ...]]] = {
+    kind: tuple((name, allowed) for (k, name), allowed in ENUMS.items() if k == kind)
+    for kind in KIND_FIELDS
+}
+_HAS_PATH: Final = frozenset(k for k, f in KIND_FIELDS.items() if "path" in f)
+
+
 def validate(obj: object) -> Event:
-    """Return ``obj`` as an :data:`Event` or raise :class:`EventError` naming the field."""
+    """Return ``obj`` as an :data:`Event` or raise :class:`EventError` naming the field.
+
+    The common case (a valid event) takes one tight loop; anything unusual is handed to
+    the field-by-field check, which finds the first problem and says what it is.
+    """
+    try:
+        kind = obj["kind"]  # type: ignore[index]
+        for name, expected in _REQUIRED[kind]:
+            if type(obj[name]) is not expected:  # type: ignore[index]
+                return _validate_slow(obj)
+        event: Event = obj  # type: ignore[assignment]
+        if event["v"] != SCHEMA_VERSION or not event["profile"] or event["ts"] < 0:
+            return _validate_slow(obj)
+        for name, allowed in _ENUM_BY_KIND[kind]:
+            if event[name] not in allowed:
+                return _validate_slow(obj)
+        if kind in _HAS_PATH:
+            path = event["path"]
+            if not path or "\x00" in path:
+                return _validate_slow(obj)
+            if kind == "file":
+                perms = event["perms"]
+                if not perms or not _FILE_PERMS_SET.issuperset(perms):
+                    return _validate_slow(obj)
+                old = event.get("old_path")
+                if old is not None and type(old) is not str:
+                    return _validate_slow(obj)
+        return event
+    except (KeyError, TypeError):
+        return _validate_slow(obj)
+
+
+def _validate_slow(obj: object) -> Event:
+    """Field-by-field validation that names what is wrong."""
     if not isinstance(obj, dict):
         raise EventError(f"an event is a JSON object, got {type(obj).__name__}")
     for name, expected in COMMON_FIELDS.items():

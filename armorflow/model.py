@@ -9,7 +9,7 @@ both the streaming and the offline path use.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,8 @@ COLLAPSE_EXAMPLES = 3
 FileKey = tuple[str, str, bool]  # (path pattern, old_path pattern or "", owner)
 NetworkKey = tuple[str, str, int]  # (family, sock_type, protocol)
 MountKey = tuple[str, str, str]  # (op, path pattern, fstype)
+#: One independent piece of a model: ("file", path, old_path, owner), ("syscall", name)...
+EntryKey = tuple[Any, ...]
 
 
 def _perm_order(perms: Iterable[str]) -> list[str]:
@@ -50,63 +52,172 @@ class BehaviourModel:
     syscalls: set[str] = field(default_factory=set)
     #: pattern -> up to COLLAPSE_EXAMPLES literal paths it replaced (report material).
     collapsed: dict[str, set[str]] = field(default_factory=dict)
+    #: Entries changed by :meth:`add` since the last :meth:`drain_dirty`.
+    dirty: set[EntryKey] = field(default_factory=set, repr=False, compare=False)
 
     # --- growing -----------------------------------------------------------------------
 
     def add(self, event: Event, path_of: PathMapper = escape_literal) -> bool:
-        """Fold one validated event in; returns True when the model changed."""
+        """Fold one validated event in; returns True when the model changed.
+
+        This is the pipeline's hot path: each branch tests membership before it adds, so
+        that change detection costs one lookup. Every entry that changes is recorded in
+        :attr:`dirty`, so that the streaming pipeline persists only what changed.
+        """
         kind = event["kind"]
-        before = self.size()
+        dirty = self.dirty
         profile = event["profile"]
+        changed = False
         if profile not in self.profiles:
             self.profiles.add(profile)
-        if kind == "file":
+            dirty.add(("profile", profile))
+            changed = True
+        entry: EntryKey
+        if kind == "syscall":
+            name = event["name"]
+            if name in self.syscalls:
+                return changed
+            self.syscalls.add(name)
+            entry = ("syscall", name)
+        elif kind == "file":
             path = self._pattern(event["path"], path_of)
             old = event.get("old_path")
             key = (path, self._pattern(old, path_of) if old else "", bool(event["owner"]))
+            perms = event["perms"]
             have = self.files.get(key)
             if have is None:
-                self.files[key] = set(event["perms"])
-                return True
-            n = len(have)
-            have.update(event["perms"])
-            return len(have) != n or self.size() != before
-        if kind == "syscall":
-            self.syscalls.add(event["name"])
+                self.files[key] = set(perms)
+            elif all(p in have for p in perms):
+                return changed
+            else:
+                have.update(perms)
+            entry = ("file", *key)
         elif kind == "exec":
-            self.executions.add(self._pattern(event["path"], path_of))
+            path = self._pattern(event["path"], path_of)
+            if path in self.executions:
+                return changed
+            self.executions.add(path)
+            entry = ("exec", path)
         elif kind == "capability":
-            self.capabilities.add(event["name"])
+            name = event["name"]
+            if name in self.capabilities:
+                return changed
+            self.capabilities.add(name)
+            entry = ("capability", name)
         elif kind == "network":
-            self.networks.add((event["family"], event["sock_type"], event["protocol"]))
+            net = (event["family"], event["sock_type"], event["protocol"])
+            if net in self.networks:
+                return changed
+            self.networks.add(net)
+            entry = ("network", *net)
         elif kind == "signal":
-            dirs, sigs = self.signals.setdefault(event["peer"], (set(), set()))
-            n = len(dirs) + len(sigs)
+            peer = event["peer"]
+            dirs, sigs = self.signals.setdefault(peer, (set(), set()))
+            if event["direction"] in dirs and event["signal"] in sigs:
+                return changed
             dirs.add(event["direction"])
             sigs.add(event["signal"])
-            return len(dirs) + len(sigs) != n or self.size() != before
+            entry = ("signal", peer)
         elif kind == "ptrace":
-            modes = self.ptraces.setdefault(event["peer"], set())
-            n = len(modes)
+            peer = event["peer"]
+            modes = self.ptraces.setdefault(peer, set())
+            if event["mode"] in modes:
+                return changed
             modes.add(event["mode"])
-            return len(modes) != n or self.size() != before
+            entry = ("ptrace", peer)
         elif kind == "mount":
-            self.mounts.add(
-                (event["op"], self._pattern(event["path"], path_of), event["fstype"])
-            )
+            mount = (event["op"], self._pattern(event["path"], path_of), event["fstype"])
+            if mount in self.mounts:
+                return changed
+            self.mounts.add(mount)
+            entry = ("mount", *mount)
         else:
+            if kind in self.unhandled:
+                return changed
             self.unhandled.add(kind)
-        return self.size() != before
+            entry = ("unhandled", kind)
+        dirty.add(entry)
+        return True
 
     def _pattern(self, literal: str, path_of: PathMapper) -> str:
         pattern = path_of(literal)
-        if pattern != escape_literal(literal):
+        if pattern != literal and pattern != escape_literal(literal):
             examples = self.collapsed.setdefault(pattern, set())
-            if literal not in examples:
+            if literal not in examples and (
+                len(examples) < COLLAPSE_EXAMPLES or literal < max(examples)
+            ):
                 examples.add(literal)
                 if len(examples) > COLLAPSE_EXAMPLES:
                     examples.discard(max(examples))
+                self.dirty.add(("collapsed", pattern))
         return pattern
+
+    # --- entries: the model as independent key/value pairs (the pipeline's table rows) ----
+
+    def drain_dirty(self) -> set[EntryKey]:
+        """The entries changed since the last drain."""
+        dirty, self.dirty = self.dirty, set()
+        return dirty
+
+    def entry_value(self, entry: EntryKey) -> Any:
+        """The JSON-able value an entry holds (``None`` for plain set members)."""
+        kind = entry[0]
+        if kind == "file":
+            return "".join(_perm_order(self.files[(entry[1], entry[2], entry[3])]))
+        if kind == "ptrace":
+            return sorted(self.ptraces[entry[1]])
+        if kind == "signal":
+            dirs, sigs = self.signals[entry[1]]
+            return [sorted(dirs), sorted(sigs)]
+        if kind == "collapsed":
+            return sorted(self.collapsed[entry[1]])
+        return None
+
+    def entries(self) -> Iterator[tuple[EntryKey, Any]]:
+        """Every entry of the model with its value."""
+        keys: list[EntryKey] = [("profile", p) for p in self.profiles]
+        keys += [("exec", p) for p in self.executions]
+        keys += [("file", *k) for k in self.files]
+        keys += [("capability", c) for c in self.capabilities]
+        keys += [("network", *n) for n in self.networks]
+        keys += [("ptrace", p) for p in self.ptraces]
+        keys += [("signal", p) for p in self.signals]
+        keys += [("mount", *m) for m in self.mounts]
+        keys += [("unhandled", u) for u in self.unhandled]
+        keys += [("syscall", s) for s in self.syscalls]
+        keys += [("collapsed", c) for c in self.collapsed]
+        for key in keys:
+            yield key, self.entry_value(key)
+
+    def apply_entry(self, entry: EntryKey, value: Any) -> None:
+        """Union one stored entry into the model (recovery from the pipeline's table)."""
+        kind = entry[0]
+        if kind == "file":
+            self.files.setdefault((entry[1], entry[2], bool(entry[3])), set()).update(value)
+        elif kind == "ptrace":
+            self.ptraces.setdefault(entry[1], set()).update(value)
+        elif kind == "signal":
+            dirs, sigs = self.signals.setdefault(entry[1], (set(), set()))
+            dirs.update(value[0])
+            sigs.update(value[1])
+        elif kind == "collapsed":
+            examples = self.collapsed.setdefault(entry[1], set())
+            examples.update(value)
+            while len(examples) > COLLAPSE_EXAMPLES:
+                examples.discard(max(examples))
+        elif kind == "network":
+            self.networks.add((entry[1], entry[2], int(entry[3])))
+        elif kind == "mount":
+            self.mounts.add((entry[1], entry[2], entry[3]))
+        else:
+            members = {
+                "profile": self.profiles, "exec": self.executions,
+                "capability": self.capabilities, "unhandled": self.unhandled,
+                "syscall": self.syscalls,
+            }.get(kind)
+            if members is None:
+                raise ValueError(f"unknown model entry {entry!r}")
+            members.add(entry[1])
 
     def merge(self, other: BehaviourModel) -> bool:
         """Union ``other`` into this model; returns True when this model changed."""

@@ -55,3 +55,15 @@ def topic_specs(partitions: int = DEFAULT_PARTITIONS) -> list[TopicSpec]:
         TopicSpec(TARGETS_TOPIC, 1, True, "which containers the agents capture, per profile"),
     ]
     return specs
+
+
+def partition_for(profile: str, partitions: int = DEFAULT_PARTITIONS) -> int:
+    """The partition a profile's messages go to in every profile-keyed topic.
+
+    The Java client's default partitioner (murmur2 of the key, sign bit cleared, modulo
+    the partition count), which librdkafka's ``murmur2_random``, aiokafka and Faust use
+    too: every client agrees on where a profile lives.
+    """
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(profile.encode()) & 0x7FFFFFFF) % partitions

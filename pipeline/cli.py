@@ -41,13 +41,15 @@ def pipeline(
     partitions: Annotated[int, typer.Option(help="Partitions of the profile-keyed topics.")] = 4,
     classify: Annotated[bool, typer.Option(help="Collapse random path segments.")] = True,
     render: Annotated[bool, typer.Option(help="Render the profiles at close.")] = True,
+    status_every_s: Annotated[
+        float, typer.Option(help="How often open windows report their counts.")
+    ] = 10.0,
     data_dir: Annotated[Path | None, typer.Option(help="Faust data directory.")] = None,
     loglevel: Annotated[str, typer.Option(help="Worker log level.")] = "info",
 ) -> None:
     """Run a pipeline worker: window events per profile, merge, classify, render, sink."""
-    from armorflow.pipeline.worker import PipelineConfig, PipelineWorker
-
     from armorflow.config import KafkaSettings, state_dir
+    from armorflow.pipeline.worker import PipelineConfig, PipelineWorker
 
     if processing_guarantee not in ("at_least_once", "exactly_once"):
         raise typer.BadParameter(
@@ -57,7 +59,7 @@ def pipeline(
         settings=KafkaSettings.from_env(bootstrap_servers, kafka_option),
         app_id=app_id, partitions=partitions, grace_s=grace_s,
         processing_guarantee=processing_guarantee, classify=classify, render=render,
-        sink_url=sink,
+        sink_url=sink, status_every_s=status_every_s,
         data_dir=data_dir or state_dir() / f"pipeline-{app_id}",
     )
     PipelineWorker(config).run(loglevel=loglevel)
@@ -147,11 +149,10 @@ def model(
     namespace: Annotated[str, typer.Option(help="Namespace of the ArmorProfileModel.")] = "varmor",
 ) -> None:
     """Build models offline from a recording: the same reducer, no broker."""
+    from armorflow.events import Rejects, read_events
     from armorflow.pipeline.deliver import write_offline
     from armorflow.pipeline.offline import model_recording
     from armorflow.pipeline.stages import Stages
-
-    from armorflow.events import Rejects, read_events
 
     if not source.is_file():
         raise typer.BadParameter(f"{source} does not exist", param_hint="--from")

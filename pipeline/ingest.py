@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
-from armorflow.pipeline.window import NS, Window, WindowState, apply_control
 
 from armorflow.control import Control, ControlError, parse_control
 from armorflow.events import Event, EventError, Rejects, validate
 from armorflow.model import BehaviourModel, PathMapper
+from armorflow.pipeline.window import NS, Window, WindowState, apply_control
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ class BatchResult:
     changed_models: set[str] = field(default_factory=set)
     changed_windows: set[str] = field(default_factory=set)
     started: list[str] = field(default_factory=list)
+    #: Profiles whose earlier model was discarded (a new window after a closed one).
+    reset: list[str] = field(default_factory=list)
 
 
 class Ingestor:
@@ -145,8 +147,9 @@ class Ingestor:
         result.changed_windows.add(control.profile)
         if control.type == "start" and not was_open:
             # A fresh window starts from an empty model.
+            if before is not None:
+                result.reset.append(control.profile)
             self.models[control.profile] = BehaviourModel()
-            result.changed_models.add(control.profile)
             result.started.append(control.profile)
         held = self.pending.pop(control.profile, None)
         if held is not None:
@@ -167,7 +170,7 @@ class Ingestor:
                 window.dropped_late += 1
                 result.changed_windows.add(profile)
                 continue
-            if not window.accepts(event["ts"]):
+            if not (window.start_ts <= event["ts"] < window.end_ts):
                 self.stats.outside += 1
                 window.dropped_outside += 1
                 result.changed_windows.add(profile)

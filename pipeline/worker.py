@@ -20,24 +20,41 @@ from typing import Any
 
 import faust
 import orjson
-from armorflow.pipeline.ingest import BatchResult, Ingestor
-from armorflow.pipeline.stages import ClosedWindow, Stages
-from armorflow.pipeline.window import Window, WindowState
 
 from armorflow.config import KafkaSettings
 from armorflow.control import PHASE_COMPLETED, PHASE_MODELING, make_status
 from armorflow.model import BehaviourModel
+from armorflow.pipeline.ingest import BatchResult, Ingestor
+from armorflow.pipeline.stages import ClosedWindow, Stages
+from armorflow.pipeline.state import ModelRows
+from armorflow.pipeline.window import Window, WindowState
 from armorflow.topics import (
     CONTROL_TOPIC,
     DEFAULT_PARTITIONS,
     EVENT_TOPICS,
     MODELS_TOPIC,
     STATUS_TOPIC,
+    partition_for,
 )
 
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[ClosedWindow], dict[str, str] | None]
+
+
+class ProfileTable(faust.Table):  # type: ignore[misc]
+    """A table whose keys start with a profile name (up to a NUL byte).
+
+    Rows go to the changelog partition of their profile, the same partition number the
+    profile has in every source topic, so a worker recovers exactly the rows of the
+    profiles it owns after a restart or a rebalance.
+    """
+
+    def partition_for_key(self, key: bytes) -> int:
+        profile = key.split(b"\x00", 1)[0].decode()
+        return partition_for(profile, self.partitions)
+
+
 
 
 @dataclass
@@ -70,6 +87,8 @@ class PipelineWorker:
             self.stages.path_mapper(), self._load_window, self._load_model
         )
         self._last_status = 0.0
+        self._recovered: dict[str, BehaviourModel] | None = None
+        self.rows = ModelRows()
         self.closed: list[str] = []
 
     # --- Faust wiring -------------------------------------------------------------------
@@ -94,11 +113,13 @@ class PipelineWorker:
         raw = faust.Schema(
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
-        self.windows_table = app.Table(
-            "windows", partitions=cfg.partitions, use_partitioner=True, schema=raw
+        self.windows_table = app.tables.add(
+            ProfileTable(app, name="windows", partitions=cfg.partitions, schema=raw)
         )
-        self.models_table = app.Table(
-            "models", partitions=cfg.partitions, use_partitioner=True, schema=raw
+        # One row per model entry (a file rule, a syscall...), not one row per model: a
+        # batch writes only what changed, and no row grows with the model.
+        self.models_table = app.tables.add(
+            ProfileTable(app, name="models", partitions=cfg.partitions, schema=raw)
         )
         source = app.topic(
             *EVENT_TOPICS, CONTROL_TOPIC, key_serializer="raw", value_serializer="raw",
@@ -123,7 +144,7 @@ class PipelineWorker:
         app.timer(cfg.tick_s)(tick)
 
         def _forget(*_args: Any, **_kwargs: Any) -> None:
-            self.ingestor.forget_cache()
+            self._forget()
 
         app.on_partitions_revoked.connect(_forget)
         app.on_partitions_assigned.connect(_forget)
@@ -134,18 +155,32 @@ class PipelineWorker:
         return Window.from_json(orjson.loads(raw)) if raw else None
 
     def _load_model(self, profile: str) -> BehaviourModel | None:
-        raw = self.models_table.get(profile.encode())
-        return BehaviourModel.from_dict(orjson.loads(raw)) if raw else None
+        if self._recovered is None:
+            # First miss since (re)assignment: rebuild every owned model in one scan.
+            self.rows.forget()
+            self._recovered = self.rows.load(self.models_table.items())
+        return self._recovered.pop(profile, None)
+
+    def _forget(self) -> None:
+        self.ingestor.forget_cache()
+        self._recovered = None
 
     async def _persist(self, result: BatchResult) -> None:
+        for profile in result.reset:
+            prefix = profile.encode() + b"\x00"
+            for key in [k for k in self.models_table if k.startswith(prefix)]:
+                del self.models_table[key]
+            self.rows.forget(profile)
         for profile in result.changed_windows:
             window = self.ingestor.windows.get(profile)
             if window is not None:
                 self.windows_table[profile.encode()] = orjson.dumps(window.to_json())
         for profile in result.changed_models:
             model = self.ingestor.models.get(profile)
-            if model is not None:
-                self.models_table[profile.encode()] = model.canonical_json()
+            if model is None:
+                continue
+            for key, row in self.rows.changed_rows(profile, model, model.drain_dirty()):
+                self.models_table[key] = row
         for profile in result.started:
             await self._status(profile, PHASE_MODELING)
 

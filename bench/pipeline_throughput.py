@@ -1,0 +1,193 @@
+"""Pipeline throughput and memory, against the embedded broker, from one run.
+
+Loads N events (and then 10 x N) of a realistic mix, batched into array messages as the
+agents send them, into a fresh embedded broker; then measures:
+
+* the floor: a plain confluent-kafka consumer that only decodes the same messages with
+  orjson (what any Python consumer must pay);
+* the pipeline: one ``armorflow pipeline`` worker process, from "Worker ready" until its
+  status reports every event counted;
+* the ratio pipeline / floor, and the worker's peak RSS (VmHWM) for N and 10 x N.
+
+Usage: python bench/pipeline_throughput.py [--events N] [--profiles P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, KafkaError
+
+from armorflow.broker import EmbeddedBroker
+from armorflow.control import make_control
+from armorflow.events import Event, make_event
+from armorflow.kafka import EventProducer
+from armorflow.topics import CONTROL_TOPIC, EVENT_TOPICS, STATUS_TOPIC
+
+ARMORFLOW = str(Path(sys.executable).parent / "armorflow")
+
+
+def make_events(n: int, profiles: list[str], seed: int = 1) -> list[Event]:
+    """A mix shaped like deduplicated agent output: many distinct files and syscalls,
+    temp files with random names, a few execs, capabilities and sockets."""
+    rng = random.Random(seed)
+    t0 = time.time_ns()
+    out: list[Event] = []
+    for i in range(n):
+        p = profiles[i % len(profiles)]
+        base = dict(ts=t0 + i, node=f"node-{i % 3}", profile=p, namespace="default",
+                    pod=f"pod-{i % 6}", container="c0", container_id="cid", pid=1000 + i % 50,
+                    comm="app")
+        r = i % 10
+        if r < 4:
+            path = f"/usr/lib/python3/m{rng.randrange(2000)}.py"
+            out.append(make_event("file", **base, path=path, perms="r", owner=False))
+        elif r < 6:
+            out.append(make_event("file", **base, path=f"/tmp/tmp{rng.getrandbits(40):010x}",
+                                  perms="rw", owner=True))
+        elif r < 8:
+            out.append(make_event("syscall", **base, name=f"sys_{rng.randrange(120)}"))
+        elif r == 8:
+            out.append(make_event("exec", **base, path=f"/usr/bin/tool{rng.randrange(30)}"))
+        else:
+            out.append(make_event("network", **base, family="inet", sock_type="stream",
+                                  protocol=6))
+    return out
+
+
+def load(broker: EmbeddedBroker, events: list[Event], profiles: list[str]) -> int:
+    producer = EventProducer(broker.settings(), batch_size=500)
+    for p in profiles:
+        c = make_control("start", p, duration_s=3600, start_ts=events[0]["ts"] - 1)
+        producer.produce_raw(CONTROL_TOPIC, p, c.encode())
+    producer.publish_many(events)
+    producer.flush(120)
+    return producer.sent_messages
+
+
+def floor(broker: EmbeddedBroker, expect: int) -> tuple[float, float]:
+    """(events/s, messages/s) of a plain decode-only consumer."""
+    consumer = Consumer({
+        "bootstrap.servers": broker.bootstrap_servers, "group.id": f"floor-{time.time_ns()}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+    })
+    consumer.subscribe(list(EVENT_TOPICS))
+    events = messages = 0
+    started = 0.0
+    while events < expect:
+        for msg in consumer.consume(1000, timeout=1.0):
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise RuntimeError(msg.error())
+            if not started:
+                started = time.perf_counter()
+            decoded = orjson.loads(msg.value())
+            events += len(decoded) if isinstance(decoded, list) else 1
+            messages += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return events / elapsed, messages / elapsed
+
+
+def counted(broker: EmbeddedBroker, app_id: str, group: str, consumer: Consumer) -> dict[str, int]:
+    latest: dict[str, int] = {}
+    for msg in consumer.consume(1000, timeout=0.2):
+        if msg.error():
+            continue
+        doc = orjson.loads(msg.value())
+        if doc.get("source") == app_id:
+            latest[doc["profile"]] = int(doc["counts"].get("events", 0))
+    return latest
+
+
+def pipeline(
+    broker: EmbeddedBroker, expect: int, messages: int, workdir: Path, classify: bool
+) -> dict[str, float]:
+    app_id = f"bench-{time.time_ns()}"
+    log_path = workdir / f"{app_id}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [ARMORFLOW, "pipeline", "-b", broker.bootstrap_servers, "--app-id", app_id,
+             "--status-every-s", "0.5", "--no-render", "--data-dir", str(workdir / app_id),
+             "--classify" if classify else "--no-classify"],
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "ARMORFLOW_STATE_DIR": str(workdir)},
+        )
+    status = Consumer({
+        "bootstrap.servers": broker.bootstrap_servers, "group.id": f"s-{app_id}",
+        "auto.offset.reset": "latest", "enable.auto.commit": False,
+    })
+    status.subscribe([STATUS_TOPIC])
+    try:
+        while "Worker ready" not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker died, log: {log_path}")
+            status.consume(10, timeout=0.1)
+        ready = time.perf_counter()
+        totals: dict[str, int] = {}
+        while sum(totals.values()) < expect:
+            totals.update(counted(broker, app_id, app_id, status))
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker died, log: {log_path}")
+        elapsed = time.perf_counter() - ready
+        rss_kb = 0
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                rss_kb = int(line.split()[1])
+    finally:
+        status.close()
+        proc.terminate()
+        proc.wait(30)
+    return {"events_per_s": expect / elapsed, "messages_per_s": messages / elapsed,
+            "seconds": elapsed, "peak_rss_mb": rss_kb / 1024}
+
+
+def run(n: int, n_profiles: int, workdir: Path, classify: bool) -> dict[str, float]:
+    profiles = [f"bench-{i}" for i in range(n_profiles)]
+    events = make_events(n, profiles)
+    with EmbeddedBroker(impl="noida") as broker:
+        messages = load(broker, events, profiles)
+        del events
+        floor_eps, floor_mps = floor(broker, n)
+        result = pipeline(broker, n, messages, workdir, classify)
+    result |= {"floor_events_per_s": floor_eps, "floor_messages_per_s": floor_mps,
+               "messages": messages, "events": n}
+    result["ratio"] = result["events_per_s"] / floor_eps
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--profiles", type=int, default=8)
+    parser.add_argument("--no-classify", action="store_true", help="literal paths only")
+    args = parser.parse_args()
+    # Kept when a run fails, so that the worker's log can be read.
+    tmp = tempfile.mkdtemp(prefix="armorflow-bench-")
+    small = run(args.events, args.profiles, Path(tmp), not args.no_classify)
+    large = run(args.events * 10, args.profiles, Path(tmp), not args.no_classify)
+    shutil.rmtree(tmp, ignore_errors=True)
+    for label, r in (("N", small), ("10xN", large)):
+        print(f"[{label}] events={int(r['events']):,} messages={int(r['messages']):,}")
+        print(f"  pipeline: {r['events_per_s']:,.0f} events/s, {r['messages_per_s']:,.0f} msg/s"
+              f" ({r['seconds']:.1f} s)")
+        print(f"  floor:    {r['floor_events_per_s']:,.0f} events/s,"
+              f" {r['floor_messages_per_s']:,.0f} msg/s (confluent-kafka + orjson)")
+        print(f"  ratio pipeline/floor: {r['ratio']:.2f}")
+        print(f"  peak RSS of the worker: {r['peak_rss_mb']:.0f} MiB")
+    growth = large["peak_rss_mb"] / small["peak_rss_mb"] - 1
+    print(f"peak RSS growth from N to 10xN: {growth * 100:+.1f}%")
+
+
+if __name__ == "__main__":
+    main()
