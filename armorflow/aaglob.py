@@ -176,7 +176,10 @@ def parse(pattern: str) -> tuple[Token, ...]:
                 j += 1
             run = j - i
             after_slash = bool(out) and out[-1] == Token("lit", "/")
-            segment = after_slash and (j == n or pattern[j] == "/")
+            # The parser looks at the characters as written, and a ``/`` is always
+            # written plain, so an escaped slash after the run counts as one too.
+            rest = pattern[j : j + 2]
+            segment = after_slash and (rest == "" or rest[0] == "/" or rest == "\\/")
             for k in range(run // 2):
                 out.append(Token("dstar", segment=segment and k == 0))
             if run % 2:

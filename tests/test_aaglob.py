@@ -8,6 +8,10 @@ parser must refuse exactly the malformed patterns this module refuses.
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +29,7 @@ from armorflow.aaglob import (
     validate,
 )
 from armorflow.render import AppArmorCompileError, compile_binary, compile_check
+from armorflow.render.apparmor_check import parser_path
 
 HOSTILE = '*?[]{}\\^"@#,/ \n\t\r\x01\x7fab.é€' + "\udcff\udc80"
 
@@ -84,6 +89,7 @@ def test_literal_star_does_not_widen() -> None:
         ("/tmp/**", ["/tmp/a", "/tmp/a/b/c"], ["/tmp/", "/tmp//x"]),
         ("/tmp/a**", ["/tmp/a", "/tmp/a/b"], ["/tmp/b"]),
         ("/tmp/*/x", ["/tmp/a/x"], ["/tmp//x"]),
+        ("/tmp/*\\/x", ["/tmp/a/x"], ["/tmp//x"]),
         ("/tmp/?", ["/tmp/a"], ["/tmp/", "/tmp/ab", "/tmp//"]),
         ("/tmp/{a,b}", ["/tmp/a", "/tmp/b"], ["/tmp/c", "/tmp/{a,b}"]),
         ("/tmp/{a,}x", ["/tmp/ax", "/tmp/x"], ["/tmp/bx"]),
@@ -99,6 +105,37 @@ def test_operator_semantics(pattern: str, yes: list[str], no: list[str]) -> None
     for path in no:
         assert not matches(pattern, path), (pattern, path)
     compile_check(_profile(to_profile_path(pattern)))
+
+
+def _parser_regexes(text: str) -> list[str]:
+    """The regular expressions apparmor_parser compiles the rules to (``-D rule-exprs``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "profile"
+        path.write_text(text)
+        proc = subprocess.run(
+            [parser_path(), "-Q", "-K", "-o", "/dev/null", "-D", "rule-exprs", str(path)],
+            capture_output=True, text=True, check=True,
+        )
+    out = proc.stdout + proc.stderr
+    return [ln[len("rule: "):].split("  ->  ")[0] for ln in out.splitlines()
+            if ln.startswith("rule: ")]
+
+
+def test_matching_agrees_with_the_parsers_own_regex() -> None:
+    probes = ["/tmp/", "/tmp/a", "/tmp/ab", "/tmp/a/b", "/tmp//x", "/tmp/a/x", "/tmp/x",
+              "/tmp/ax", "/tmp/bx", "/tmp/dx", "/tmp/c", "/tmp/d", "/tmp/a,b", "/tmp/{a,b}",
+              "/tmp/*", "/tmp/a*b", "/tmp/abc/d/e", "/tmp/.hidden", "/tmp/a.b"]
+    patterns = [
+        "/tmp/*", "/tmp/*a", "/tmp/a*", "/tmp/**", "/tmp/a**", "/tmp/*/x", "/tmp/*\\/x",
+        "/tmp/**/x", "/tmp/?", "/tmp/?*", "/tmp/***", "/tmp/{a,b}", "/tmp/{a,}x",
+        "/tmp/{a,{b,c}}", "/tmp/[a-c]x", "/tmp/[^a-c]", "/tmp/{a\\,b,c}", "/tmp/{*,x}",
+        "/tmp/\\*", "/tmp/a\\*b", "/tmp/a.b", "/tmp/**b",
+    ]
+    for pattern in patterns:
+        [regex] = _parser_regexes(_profile(to_profile_path(pattern)))
+        for path in probes:
+            theirs = re.fullmatch(regex, path) is not None
+            assert matches(pattern, path) == theirs, (pattern, regex, path)
 
 
 @pytest.mark.parametrize(
