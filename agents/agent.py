@@ -35,13 +35,14 @@ from armorflow.agents.attribution import (
     StaticResolver,
     Target,
     TargetSet,
+    scan_targeted_containers,
 )
 from armorflow.agents.audit.follow import Position
 from armorflow.agents.audit.observe import Observation
 from armorflow.agents.audit.source import DEFAULT_AUDIT_LOG_PATHS, AuditSource
 from armorflow.agents.publish import Publisher
 from armorflow.config import KafkaSettings
-from armorflow.events import EventError
+from armorflow.events import Event, EventError
 from armorflow.topics import TARGETS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,75 @@ class Source(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+class EventSource(Protocol):
+    """A source of complete, attributed events (the eBPF tracer)."""
+
+    def poll(self, timeout_s: float = 0.5) -> list[Event]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class TracerFeed:
+    """The eBPF tracer as an agent source; its targets follow the targeted containers.
+
+    Every ``rescan_s`` the live containers are matched against the targets (pid -> cgroup
+    -> container -> pod -> target) and their mount namespaces handed to the tracer, which
+    filters in the kernel. Events of an enforcer a container opted out of are dropped.
+    """
+
+    def __init__(self, tracer: Any, attributor: Attributor, node: str, rescan_s: float = 2.0):
+        self.tracer = tracer
+        self.attributor = attributor
+        self.node = node
+        self.rescan_s = rescan_s
+        self._by_mntns: dict[int, tuple[int, Attribution]] = {}
+        self._last_scan = float("-inf")
+        self.opted_out = 0
+
+    def rescan(self) -> None:
+        from armorflow.agents.bpf.convert import Attribution as TracerAttribution
+
+        self._last_scan = time.monotonic()
+        live = scan_targeted_containers(self.attributor)
+        for mntns in [ns for ns in self._by_mntns if ns not in live
+                      or live[ns].attribution != self._by_mntns[ns][1]]:
+            target_id, attribution = self._by_mntns.pop(mntns)
+            self.tracer.remove_target(target_id)
+            log.info("tracer: %s (%s) left", attribution.container_id[:12], attribution.profile)
+        for mntns, container in live.items():
+            if mntns in self._by_mntns:
+                continue
+            a = container.attribution
+            target_id = self.tracer.add_target(TracerAttribution(
+                profile=a.profile, namespace=a.namespace, pod=a.pod, container=a.container,
+                container_id=a.container_id, node=self.node), mntns=mntns)
+            self._by_mntns[mntns] = (target_id, a)
+
+    def poll(self, timeout_s: float = 0.5) -> list[Event]:
+        if time.monotonic() - self._last_scan >= self.rescan_s:
+            self.rescan()
+        allowed = {(a.profile, a.container_id): a for _, a in self._by_mntns.values()}
+        out = []
+        for event in self.tracer.poll(int(timeout_s * 1000)):
+            attribution = allowed.get((event["profile"], event["container_id"]))
+            if attribution is not None and not attribution.allows(event["kind"]):
+                self.opted_out += 1
+                continue
+            out.append(event)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        tracer_stats = self.tracer.stats()
+        as_dict = tracer_stats.as_dict() if hasattr(tracer_stats, "as_dict") else {}
+        return {"mode": "bpf", "containers": len(self._by_mntns), "opted_out": self.opted_out,
+                **as_dict}
+
+    def close(self) -> None:
+        self.tracer.stop()
 
 
 class TargetsFeed:
@@ -143,8 +213,10 @@ class Agent:
         attributor: Attributor | LocalAttributor,
         targets: TargetSet | None = None,
         targets_feed: TargetsFeed | None = None,
+        event_sources: list[EventSource] | None = None,
     ):
         self.node = node
+        self.event_sources = event_sources or []
         self.publisher = publisher
         self.sources = sources
         self.attributor = attributor
@@ -180,7 +252,12 @@ class Agent:
         """One round: targets, each source, publisher callbacks, durable checkpoints."""
         if self.targets_feed is not None and self.targets is not None:
             self.targets_feed.poll(self.targets)
-        share = timeout_s / max(1, len(self.sources))
+        share = timeout_s / max(1, len(self.sources) + len(self.event_sources))
+        for event_source in self.event_sources:
+            for event in event_source.poll(share):
+                self._last_seq = self.publisher.publish(event)
+                self.counters.published += 1
+                self.counters.by_kind[event["kind"]] += 1
         for index, source in enumerate(self.sources):
             for obs in source.poll(share):
                 self.handle(obs)
@@ -223,6 +300,8 @@ class Agent:
         self._commit_durable()
         for source in self.sources:
             source.close()
+        for event_source in self.event_sources:
+            event_source.close()
         if self.targets_feed is not None:
             self.targets_feed.close()
         log.info("agent stopped: %s", orjson.dumps(self.stats()).decode())
@@ -236,6 +315,7 @@ class Agent:
             "targets": len(self.targets) if self.targets is not None else None,
             "publisher": self.publisher.stats(),
             "sources": [s.stats() for s in self.sources],
+            "event_sources": [s.stats() for s in self.event_sources],
         }
 
 
@@ -282,6 +362,8 @@ class AgentOptions:
     targets_file: Path | None = None
     follow_targets_topic: bool = True
     kube: bool = False
+    #: Attach the eBPF tracer to the targeted containers (root, BTF; cluster mode only).
+    tracer: bool = False
     message_timeout_ms: int = 15_000
     retry_interval_s: float = 2.0
     spool_max_bytes: int = 1 << 30
@@ -312,5 +394,13 @@ def build_agent(opts: AgentOptions) -> Agent:
         attributor = Attributor(targets, resolver)
         if opts.follow_targets_topic:
             feed = TargetsFeed(opts.settings, opts.node)
+    event_sources: list[EventSource] = []
+    if opts.tracer:
+        if not isinstance(attributor, Attributor):
+            raise ValueError("the tracer follows targeted containers: not with a local profile "
+                             "(use `armorflow trace` for a local command)")
+        from armorflow.agents.bpf.tracer import Tracer
+
+        event_sources.append(TracerFeed(Tracer(node=opts.node).start(), attributor, opts.node))
     return Agent(node=opts.node, publisher=publisher, sources=sources, attributor=attributor,
-                 targets=targets, targets_feed=feed)
+                 targets=targets, targets_feed=feed, event_sources=event_sources)

@@ -427,9 +427,13 @@ class Attributor:
                                          "unknown_container": 0, "untargeted": 0,
                                          "attributed": 0}
 
-    def identity_of_pid(self, pid: int) -> CgroupIdentity | None:
-        """The container of a live pid (cached: a pid keeps its cgroup while it lives)."""
-        if pid in self._pid_cache:
+    def identity_of_pid(self, pid: int, *, cached: bool = True) -> CgroupIdentity | None:
+        """The container of a live pid.
+
+        Cached, because a process keeps its container; ``cached=False`` re-reads, for the
+        moment just after a runtime starts a process and moves it into its cgroup.
+        """
+        if cached and pid in self._pid_cache:
             self._pid_cache.move_to_end(pid)
             return self._pid_cache[pid]
         try:
@@ -484,3 +488,47 @@ class Attributor:
                 self.counters["attributed"] += 1
                 return Attribution(target.profile, target.enforcers)
         return None
+
+
+# --- live containers ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveContainer:
+    """A targeted container running here: one of its pids and its mount namespace."""
+
+    attribution: Attribution
+    mntns: int
+    pid: int
+
+
+def mount_namespace(proc: Path, pid: int) -> int | None:
+    try:
+        return (proc / str(pid) / "ns" / "mnt").stat().st_ino
+    except OSError:
+        return None
+
+
+def scan_targeted_containers(attributor: Attributor) -> dict[int, LiveContainer]:
+    """Mount namespace -> targeted container, for every container process in /proc.
+
+    The tracer filters in the kernel by mount namespace; this is how the agent learns
+    which namespaces to hand it. One pid per namespace is enough (children share it).
+    """
+    found: dict[int, LiveContainer] = {}
+    seen_containers: set[str] = set()
+    for entry in attributor.proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        identity = attributor.identity_of_pid(pid, cached=False)
+        if identity is None or identity.container_id in seen_containers:
+            continue
+        seen_containers.add(identity.container_id)
+        attribution = attributor.for_container(identity.container_id, identity.pod_uid)
+        if attribution is None:
+            continue
+        mntns = mount_namespace(attributor.proc, pid)
+        if mntns is not None:
+            found[mntns] = LiveContainer(attribution, mntns, pid)
+    return found

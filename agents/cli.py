@@ -65,6 +65,8 @@ def agent_command(
         help="Follow the operator's armorflow.targets topic.")] = True,
     kube: Annotated[bool, typer.Option(
         help="Resolve containers to pods through the Kubernetes API.")] = False,
+    tracer: Annotated[bool, typer.Option(
+        help="Attach the eBPF tracer to the targeted containers (root, BTF).")] = False,
     duration: Annotated[float | None, typer.Option(
         help="Stop after this many seconds (default: run until SIGTERM/Ctrl-C).")] = None,
 ) -> None:
@@ -80,6 +82,7 @@ def agent_command(
         audit=audit, audit_log_paths=audit_log_paths, include_denied=include_denied,
         audit_from_start=audit_from_start, local_profile=local_profile,
         targets_file=targets_file, follow_targets_topic=targets_topic, kube=kube,
+        tracer=tracer,
     )
     agent = build_agent(opts)
 
