@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from armorflow.cliopts import BootstrapOpt, KafkaOpt
+
 log = logging.getLogger(__name__)
 
 
@@ -39,15 +41,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("operator")
     def operator(
-        bootstrap_servers: Annotated[
-            str | None,
-            typer.Option("--bootstrap-servers", "-b", envvar="ARMORFLOW_BOOTSTRAP_SERVERS",
-                         help="Kafka bootstrap servers."),
-        ] = None,
-        kafka_option: Annotated[
-            list[str] | None,
-            typer.Option("--kafka-option", "-X", help="librdkafka option key=value (TLS, SASL)."),
-        ] = None,
+        bootstrap_servers: BootstrapOpt = None,
+        kafka_option: KafkaOpt = None,
         kubeconfig: Annotated[
             str | None,
             typer.Option(help="kubeconfig file (default: in-cluster, then $KUBECONFIG)."),

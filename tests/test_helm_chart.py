@@ -148,8 +148,10 @@ def test_agent_runs_without_privileged() -> None:
 def test_seed_values_reach_the_pods() -> None:
     docs = render(*SEED_SETS)
     container = agent_container(docs)
+    # vArmor's spelling reaches the agent as its own option name
     assert container["args"] == [
-        "agent", "--auditLogPaths=/var/log/audit/audit.log|/var/log/kern.log"]
+        "agent", "--kube", "--tracer",
+        "--audit-log-paths=/var/log/audit/audit.log|/var/log/kern.log"]
     assert container["resources"] == {
         "requests": {"cpu": "500m", "memory": "500Mi"}, "limits": {"cpu": "2", "memory": "2Gi"},
     }
@@ -254,3 +256,27 @@ def test_printer_columns_match_the_seed() -> None:
               yaml.safe_load((CHART / "crds" / p).read_text())["spec"]["scope"]
               for p in ("varmorpolicies.yaml", "varmorclusterpolicies.yaml")}
     assert scopes == {"vpol": "Namespaced", "vcpol": "Cluster"}
+
+
+@pytest.mark.parametrize("sets", [[], SEED_SETS], ids=["defaults", "seed"])
+def test_the_cli_accepts_the_rendered_arguments(sets: list[str]) -> None:
+    """Every container's args parse with the real `armorflow` command line."""
+    import typer.main
+
+    from armorflow.cli import app
+
+    group = typer.main.get_command(app)
+    verbs = group.commands  # type: ignore[attr-defined]
+    docs = render(*sets)
+    pods = [d["spec"]["template"]["spec"] for d in docs
+            if d["kind"] in ("Deployment", "DaemonSet", "StatefulSet", "Job")]
+    checked = 0
+    for pod in pods:
+        for container in pod["containers"]:
+            verb, *args = container["args"]
+            command = verbs.get(verb)
+            assert command is not None, f"no verb {verb!r}"
+            with command.make_context(verb, list(args)) as ctx:
+                assert ctx.params  # parsed, not run
+            checked += 1
+    assert checked == 4  # operator, pipeline, agent, topics
