@@ -326,15 +326,20 @@ def load_targets_file(path: Path) -> list[Target]:
     return [Target.from_json(str(item.get("profile", "")), orjson.dumps(item)) for item in items]
 
 
-def kube_pod_lister(node: str) -> Callable[[], list[dict[str, Any]]]:
+def kube_pod_lister(node: str, kubeconfig: Path | None = None
+                    ) -> Callable[[], list[dict[str, Any]]]:
     """List this node's pods as JSON dicts (in-cluster config, else the kubeconfig)."""
     from kubernetes import client, config
 
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    api = client.CoreV1Api()
+    if kubeconfig is not None:
+        api_client = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+    else:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+        api_client = None
+    api = client.CoreV1Api(api_client)
 
     def list_pods() -> list[dict[str, Any]]:
         # The raw response: parsing JSON ourselves is much faster than model objects.
@@ -342,7 +347,9 @@ def kube_pod_lister(node: str) -> Callable[[], list[dict[str, Any]]]:
             field_selector=f"spec.nodeName={node}", _preload_content=False
         )
         items: list[dict[str, Any]] = orjson.loads(resp.data)["items"]
-        return items
+        # The server filters by node already; checking again costs nothing and keeps a
+        # permissive API server from handing us other nodes' containers.
+        return [pod for pod in items if (pod.get("spec") or {}).get("nodeName") == node]
 
     return list_pods
 
@@ -362,6 +369,7 @@ class AgentOptions:
     targets_file: Path | None = None
     follow_targets_topic: bool = True
     kube: bool = False
+    kubeconfig: Path | None = None
     #: Attach the eBPF tracer to the targeted containers (root, BTF; cluster mode only).
     tracer: bool = False
     message_timeout_ms: int = 15_000
@@ -389,7 +397,7 @@ def build_agent(opts: AgentOptions) -> Agent:
         attributor = LocalAttributor(opts.local_profile)
     else:
         targets = TargetSet(load_targets_file(opts.targets_file) if opts.targets_file else [])
-        resolver: Resolver = (KubeResolver(kube_pod_lister(opts.node)) if opts.kube
+        resolver: Resolver = (KubeResolver(kube_pod_lister(opts.node, opts.kubeconfig)) if opts.kube
                               else StaticResolver())
         attributor = Attributor(targets, resolver)
         if opts.follow_targets_topic:
