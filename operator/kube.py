@@ -70,6 +70,9 @@ class Kube:
         stream = watch.Watch().stream(
             self.custom.list_cluster_custom_object, GROUP, VERSION, PLURALS[kind],
             timeout_seconds=timeout_s,
+            # A silent connection (a lost peer, a server ignoring timeoutSeconds) must not
+            # block the watch forever: the client gives up a little after the server would.
+            _request_timeout=timeout_s + 30,
         )
         for event in stream:
             obj = event.get("raw_object") or event.get("object")

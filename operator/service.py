@@ -175,6 +175,9 @@ class OperatorService:
         first = True
         while not self._stop.is_set():
             try:
+                # The targets are read before the policies are listed: a policy created in
+                # between is then in the list, never mistaken for a deleted one.
+                active = read_active_targets(self.settings) if first else {}
                 seen: set[PolicyKey] = set()
                 for kind in (KIND_CLUSTER_POLICY, KIND_POLICY):
                     for obj in self.kube.list_policies(kind):
@@ -182,7 +185,7 @@ class OperatorService:
                         seen.add(key)
                         self.enqueue_sync(key)
                 if first:
-                    self._forget_orphans(seen)
+                    self._forget_orphans(seen, active)
                     first = False
                     self.synced.set()
             except Exception as exc:
@@ -326,12 +329,12 @@ class OperatorService:
 
     # -- policies deleted while the operator was away -------------------------------------
 
-    def _forget_orphans(self, live: set[PolicyKey]) -> None:
+    def _forget_orphans(self, live: set[PolicyKey], active: dict[str, dict[str, Any]]) -> None:
         """Profiles still active on the targets topic whose policy is gone get a delete."""
         live_profiles = {
             profile_name(kind, ns, name, self.system_namespace) for kind, ns, name in live
         }
-        for profile, value in read_active_targets(self.settings).items():
+        for profile, value in active.items():
             if profile in live_profiles:
                 continue
             ref = PolicyRef.parse(value.get("policy"))

@@ -35,6 +35,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 CRDS = REPO / "helm" / "armorflow" / "crds"
 PROFILE = "varmor-cluster-varmor-demo-4"
+ORPHAN = "varmor-gone-old"
 SEED_HEADER = ["NAME", "ENFORCER", "MODE", "TARGET-KIND", "TARGET-NAME", "TARGET-SELECTOR",
                "PROFILE-NAME", "READY", "STATUS", "AGE"]
 #: The walkthrough's rows after `kubectl get vcpol demo-4`, AGE left out (and TARGET-NAME,
@@ -223,6 +224,12 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 def operator_process(
     emulator: Emulator, broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[subprocess.Popen[bytes]]:
+    # A policy deleted while no operator ran: its profile is still active for the agents.
+    producer = EventProducer(broker.settings())
+    producer.produce_raw(TARGETS_TOPIC, ORPHAN, orjson.dumps({
+        "v": 1, "profile": ORPHAN, "active": True,
+        "policy": {"kind": "VarmorPolicy", "namespace": "gone", "name": "old", "uid": "u"}}))
+    producer.flush()
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     env = {**os.environ, "ARMORFLOW_BOOTSTRAP_SERVERS": broker.bootstrap_servers}
     health = free_port()
@@ -469,3 +476,18 @@ def test_invalid_and_switched_policies_get_clear_conditions(
     assert cond["status"] == "False"
     assert "from BehaviorModeling to DefenseInDepth is refused" in cond["message"]
     assert status_of("switch")["phase"] == "Modeling"
+
+
+def test_a_policy_deleted_while_the_operator_was_away_is_forgotten(
+    broker: EmbeddedBroker, operator_process: subprocess.Popen[bytes]
+) -> None:
+    controls = TopicReader(broker, CONTROL_TOPIC)
+    try:
+        def orphan_deletes() -> list[Control]:
+            return [decode_control(v) for k, v in controls.poll() if k == ORPHAN and v]
+
+        (delete,) = wait_for("the orphan's delete", orphan_deletes, proc=operator_process)
+        assert delete.type == "delete" and delete.namespace == "gone"
+        assert delete.policy.name == "old"
+    finally:
+        controls.close()
