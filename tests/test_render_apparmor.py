@@ -163,7 +163,7 @@ def test_network_rules_from_sockets() -> None:
         ("AF_INET", "SOCK_STREAM", 6), ("10", "2", 17), ("AF_UNIX", "524289", 0),
         ("AF_NETLINK", "SOCK_RAW", 0), ("inet", "", 1), ("inet6", "", 132),
         ("AF_INET", "SOCK_STREAM", 132), ("AF_DECnet", "SOCK_STREAM", 0),
-        ("AF_INET", "SOCK_DCCP", 33), ("AF_PACKET", "", 0),
+        ("AF_INET", "SOCK_DCCP", 33), ("AF_PACKET", "", 0), ("inet6", "", 58),
     })
     r = render_apparmor("p", m)
     compile_check(r.text)
@@ -172,7 +172,7 @@ def test_network_rules_from_sockets() -> None:
         "network netlink raw,", "network packet,", "network unix stream,"]
     assert r.drops.by_reason() == {
         "unknown-family": 1, "unknown-socket-type": 1, "protocol-covered-by-type": 1,
-        "protocol-has-no-name": 1}
+        "protocol-has-no-name": 2}
     plain = render_apparmor("p", m, options=RenderOptions(allow_all_network=True))
     assert _section(plain.text, "NETWORK") == ["network,"]
 

@@ -201,8 +201,8 @@ def _network_rules(model: BehaviourModel, drops: Drops) -> list[str]:
                 # is what the kernel mediates and it covers this protocol too.
                 drops.add("network", "protocol-covered-by-type", (family, sock_type, protocol))
             rules.add(f"network {family} {sock_type},")
-        elif protocol in PROTOCOLS and family in ("inet", "inet6"):
-            rules.add(f"network {family} {PROTOCOLS[protocol]},")
+        elif (family, protocol) in PROTOCOLS:
+            rules.add(f"network {family} {PROTOCOLS[family, protocol]},")
         else:
             if protocol:
                 drops.add("network", "protocol-has-no-name", (family, protocol))

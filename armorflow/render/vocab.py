@@ -42,8 +42,12 @@ SOCK_TYPES: Final[dict[int, str | None]] = {
 #: The bits of a socket(2) type argument that are the type (the rest are flags).
 SOCK_TYPE_MASK: Final = 0xF
 
-#: IP protocol numbers AppArmor's network rule can name (only in place of a type).
-PROTOCOLS: Final[dict[int, str]] = {1: "icmp", 6: "tcp", 17: "udp"}
+#: (family, IP protocol number) pairs AppArmor's network rule can name, only in place of
+#: a type. The 3.0 parser refuses ``network inet6 icmp`` (and has no word for ICMPv6).
+PROTOCOLS: Final[dict[tuple[str, int], str]] = {
+    ("inet", 1): "icmp", ("inet", 6): "tcp", ("inet", 17): "udp",
+    ("inet6", 6): "tcp", ("inet6", 17): "udp",
+}
 #: The protocol a (family, type) pair gets when socket(2) is given protocol 0.
 DEFAULT_PROTOCOL: Final[dict[tuple[str, str], int]] = {
     ("inet", "stream"): 6, ("inet6", "stream"): 6,
@@ -62,9 +66,12 @@ _SIGNAL_ALIASES: Final = {
     "iot": "abrt", "tstp": "stp", "poll": "io", "cld": "chld", "alarm": "alrm",
     "0": "exists", "exists": "exists", "emt": "emt", "lost": "lost",
 }
-#: Linux real-time signals run from 34 (SIGRTMIN as the C library sees it is 34 or 35).
-_RTMIN: Final = 32
-_RT_COUNT: Final = 32
+#: AppArmor's ``rtmin+N`` is kernel signal 32 + N (32..64). The C library reserves 32 and
+#: 33, so its ``SIGRTMIN`` (what Python's ``signal`` module and glibc call ``SIGRTMIN+n``)
+#: is kernel 34 and its ``SIGRTMAX`` kernel 64.
+_KERNEL_RTMIN: Final = 32
+_LIBC_RTMIN: Final = 34
+_RTMAX: Final = 64
 
 
 def _number(text: str) -> int | None:
@@ -101,22 +108,34 @@ def sock_type_name(raw: str) -> str | None:
     return word if word in SOCK_TYPES.values() else None
 
 
+def _realtime(number: int) -> str | None:
+    return f"rtmin+{number - _KERNEL_RTMIN}" if _KERNEL_RTMIN <= number <= _RTMAX else None
+
+
 def signal_name(raw: str) -> str | None:
-    """``SIGTERM`` / ``term`` / ``15`` / ``rtmin+3`` / ``37`` -> AppArmor's name, or None."""
-    word = raw.strip().lower().removeprefix("sig")
+    """An event's signal as AppArmor names it, or None.
+
+    Numbers are kernel numbers (``15``, ``37``). ``SIG``-prefixed names follow the C
+    library (``SIGTERM``; ``SIGRTMIN+3`` is kernel 37); bare names are AppArmor's own
+    words (``term``; ``rtmin+3`` is kernel 35).
+    """
+    word = raw.strip().lower()
+    libc = word.startswith("sig")
+    word = word.removeprefix("sig")
     if word in _SIGNAL_ALIASES:
         return _SIGNAL_ALIASES[word]
     number = _number(word)
     if number is not None:
-        if number in SIGNALS:
-            return SIGNALS[number]
-        if _RTMIN <= number < _RTMIN + _RT_COUNT + 1:
-            return f"rtmin+{number - _RTMIN}"
-        return None
+        return SIGNALS.get(number) or _realtime(number)
     if word in SIGNALS.values():
         return word
-    if word.startswith("rtmin+"):
-        offset = _number(word[6:])
-        if offset is not None and offset <= _RT_COUNT:
-            return f"rtmin+{offset}"
+    for base, sign in (("rtmin", 1), ("rtmax", -1)):
+        if not word.startswith(base):
+            continue
+        offset = _number(word[len(base) + 1 :]) if len(word) > len(base) else 0
+        if offset is None or (len(word) > len(base) and word[len(base)] != "+-"[sign < 0]):
+            return None
+        if base == "rtmax":
+            return _realtime(_RTMAX - offset)
+        return _realtime((_LIBC_RTMIN if libc else _KERNEL_RTMIN) + offset)
     return None
