@@ -1,0 +1,29 @@
+// Capabilities: each distinct capability a target uses, once per target. Only granted
+// checks count: AppArmor's hook runs after the capability bits allow the use.
+
+TRACEPOINT_PROBE(capability, cap_capable) {
+    if (args->ret != 0)
+        return 0;
+    u32 target = current_target();
+    if (!target)
+        return 0;
+    count(CNT_OBSERVED);
+    u32 cap = args->cap;
+    if (cap >= 128)
+        return 0;
+    u32 slot = target & (MAX_TARGETS - 1);
+    struct target_state *state = target_state.lookup(&slot);
+    if (!state)
+        return 0;
+    u64 *bits = &state->caps[(cap >> 6) & 1];
+    u64 bit = 1ULL << (cap & 63);
+    if (*bits & bit)
+        return 0;
+    __sync_fetch_and_or(bits, bit);
+    struct event *e = event_start(EV_CAPABILITY, target);
+    if (!e)
+        return 0;
+    e->arg[0] = cap;
+    event_send(e);
+    return 0;
+}

@@ -1,0 +1,249 @@
+// Shared by every armorflow BPF program: the event record, the target and dedup maps,
+// the drop counters, and helpers that read kernel structs at offsets taken from the
+// running kernel's BTF (OFF_* defines, see loader.py). The header tree BCC compiles
+// against does not match the running kernel, so no struct field is dereferenced by name.
+
+#include <uapi/linux/ptrace.h>
+
+// Event kinds (mirrored in decode.py).
+#define EV_EXEC 1
+#define EV_FILE 2
+#define EV_SYSCALL 3
+#define EV_CAPABILITY 4
+#define EV_NETWORK 5
+#define EV_SIGNAL 6
+#define EV_PTRACE 7
+#define EV_MOUNT 8
+
+// Counter slots (mirrored in decode.py).
+#define CNT_OBSERVED 0    // behaviours of targets seen by a program, before dedup
+#define CNT_EMITTED 1     // records written to the ring buffer
+#define CNT_DROPPED 2     // records lost because the ring buffer was full
+#define CNT_TRUNCATED 3   // paths cut short (too deep or too long)
+#define N_COUNTERS 4
+
+#define EVENT_FLAG_TRUNCATED 1
+#define EVENT_FLAG_COMPAT 2
+
+#define COMM_LEN 16
+#define NAME_LIMIT 256    // NAME_MAX + 1
+#define POS_MASK 4095     // path bytes written before the last name
+// A power of two, so that a length masked with DATA_SIZE - 1 is provably in bounds.
+#define DATA_SIZE 8192
+#define PATH_DEPTH 48
+
+struct event {
+    u32 kind;
+    u32 target;
+    u32 tgid;
+    u32 tid;
+    u64 ts;
+    char comm[COMM_LEN];
+    u64 arg[4];
+    u32 data_len;
+    u32 flags;
+    char data[DATA_SIZE];
+};
+#define EVENT_HEADER_SIZE (sizeof(struct event) - DATA_SIZE)
+
+// What a target has already reported, for the kinds small enough to be a bitmap.
+struct target_state {
+    u64 syscalls[8];          // x86_64 syscall numbers 0..511
+    u64 compat_syscalls[8];   // i386 numbers of 32-bit tasks
+    u64 caps[2];
+};
+
+// Identity of an opened or executed file: the dentry and mount plus the name's hash, so
+// a freed and reused dentry with another name is not taken for the old one.
+struct file_key {
+    u32 target;
+    u32 perms;
+    u64 dentry;
+    u64 mnt;
+    u64 name_hash_len;
+};
+
+struct net_key {
+    u32 target;
+    u32 family;
+    u32 type;
+    u32 protocol;
+};
+
+struct signal_key {
+    u32 sender;
+    u32 receiver;
+    u32 sig;
+    u32 pad;
+};
+
+// mount namespace inode -> target id (filled by the agent)
+BPF_HASH(mntns_targets, u32, u32, MAX_TARGETS);
+// tgid -> target id: processes added by pid, and every child of a target (fallback for
+// tasks whose nsproxy is already gone at exit, and for children that leave the mntns)
+BPF_HASH(pid_targets, u32, u32, MAX_PIDS);
+// indexed by target id modulo MAX_TARGETS (a power of two); ids are never reused and a
+// slot is zeroed when a new target takes it
+BPF_ARRAY(target_state, struct target_state, MAX_TARGETS);
+BPF_TABLE("lru_hash", struct file_key, u8, seen_files, SEEN_FILES);
+BPF_TABLE("lru_hash", struct file_key, u8, seen_execs, SEEN_EXECS);
+BPF_TABLE("lru_hash", struct net_key, u8, seen_networks, SEEN_SMALL);
+BPF_TABLE("lru_hash", struct signal_key, u8, seen_signals, SEEN_SMALL);
+BPF_PERCPU_ARRAY(scratch, struct event, 1);
+BPF_PERCPU_ARRAY(counters, u64, N_COUNTERS);
+BPF_RINGBUF_OUTPUT(events, RING_PAGES);
+
+static __always_inline void count(u32 slot) {
+    u64 *value = counters.lookup(&slot);
+    if (value)
+        *value += 1;
+}
+
+static __always_inline void *read_ptr(void *base, u64 offset) {
+    void *value = NULL;
+    bpf_probe_read_kernel(&value, sizeof(value), base + offset);
+    return value;
+}
+
+static __always_inline u32 task_mntns(void *task) {
+    void *nsproxy = read_ptr(task, OFF_TASK_NSPROXY);
+    if (!nsproxy)
+        return 0;
+    void *mnt_ns = read_ptr(nsproxy, OFF_NSPROXY_MNT_NS);
+    if (!mnt_ns)
+        return 0;
+    u32 inum = 0;
+    bpf_probe_read_kernel(&inum, sizeof(inum), mnt_ns + OFF_MNT_NS_INUM);
+    return inum;
+}
+
+static __always_inline u32 task_target(void *task, u32 tgid) {
+    u32 mntns = task_mntns(task);
+    if (mntns) {
+        u32 *target = mntns_targets.lookup(&mntns);
+        if (target)
+            return *target;
+    }
+    u32 *by_pid = pid_targets.lookup(&tgid);
+    return by_pid ? *by_pid : 0;
+}
+
+static __always_inline u32 current_target(void) {
+    return task_target((void *)bpf_get_current_task(), bpf_get_current_pid_tgid() >> 32);
+}
+
+static __always_inline struct event *event_start(u32 kind, u32 target) {
+    u32 zero = 0;
+    struct event *e = scratch.lookup(&zero);
+    if (!e)
+        return NULL;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    e->kind = kind;
+    e->target = target;
+    e->tgid = pid_tgid >> 32;
+    e->tid = (u32)pid_tgid;
+    e->ts = bpf_ktime_get_ns();
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    e->arg[0] = 0;
+    e->arg[1] = 0;
+    e->arg[2] = 0;
+    e->arg[3] = 0;
+    e->data_len = 0;
+    e->flags = 0;
+    return e;
+}
+
+static __always_inline void event_send(struct event *e) {
+    u32 len = e->data_len & (DATA_SIZE - 1);
+    if (events.ringbuf_output(e, EVENT_HEADER_SIZE + len, 0) == 0)
+        count(CNT_EMITTED);
+    else
+        count(CNT_DROPPED);
+}
+
+// Copy a short user string (at most NAME_LIMIT bytes) into the event's data at `pos`;
+// returns the new end (after the NUL).
+static __always_inline u32 put_user_name(struct event *e, u32 pos, const void *src) {
+    long n = bpf_probe_read_user_str(&e->data[pos & POS_MASK], NAME_LIMIT, src);
+    if (n <= 0) {
+        e->data[pos & POS_MASK] = 0;
+        return pos + 1;
+    }
+    return pos + n;
+}
+
+// The file's path as AppArmor sees it (relative to the task's mount namespace root),
+// written as NUL-terminated names leaf first; user space reverses and joins them.
+static __always_inline u32 put_path(struct event *e, void *dentry, void *vfsmnt) {
+    void *mnt = vfsmnt - OFF_MOUNT_MNT;  // the struct mount around this vfsmount
+    u32 pos = 0;
+    int reached_root = 0;
+    for (int i = 0; i < PATH_DEPTH; i++) {
+        void *mnt_root = read_ptr(mnt, OFF_MOUNT_MNT + OFF_VFSMOUNT_ROOT);
+        void *parent = read_ptr(dentry, OFF_DENTRY_PARENT);
+        if (dentry == mnt_root || dentry == parent) {
+            void *mnt_parent = read_ptr(mnt, OFF_MOUNT_PARENT);
+            if (!mnt_parent || mnt_parent == mnt) {
+                reached_root = 1;
+                break;
+            }
+            // Continue from the mount point in the parent mount.
+            dentry = read_ptr(mnt, OFF_MOUNT_MOUNTPOINT);
+            mnt = mnt_parent;
+            continue;
+        }
+        void *name = read_ptr(dentry, OFF_DENTRY_NAME + 8);  // qstr: u64 hash_len, name
+        long n = bpf_probe_read_kernel_str(&e->data[pos & POS_MASK], NAME_LIMIT, name);
+        if (n <= 0)
+            break;
+        pos += n;
+        if (pos > POS_MASK)
+            break;
+        dentry = parent;
+    }
+    if (!reached_root) {
+        e->flags |= EVENT_FLAG_TRUNCATED;
+        count(CNT_TRUNCATED);
+    }
+    return pos;
+}
+
+// The struct file behind descriptor `fd` of the current task.
+static __always_inline void *current_fd_file(u64 fd) {
+    void *task = (void *)bpf_get_current_task();
+    void *files = read_ptr(task, OFF_TASK_FILES);
+    if (!files)
+        return NULL;
+    void *fdt = read_ptr(files, OFF_FILES_FDT);
+    if (!fdt)
+        return NULL;
+    void *fd_array = read_ptr(fdt, OFF_FDTABLE_FD);
+    if (!fd_array)
+        return NULL;
+    return read_ptr(fd_array, fd * sizeof(void *));
+}
+
+// True when the inode's owner is the current task's fsuid (AppArmor's "owner").
+static __always_inline u32 current_owns(void *inode) {
+    void *task = (void *)bpf_get_current_task();
+    void *cred = read_ptr(task, OFF_TASK_CRED);
+    u32 fsuid = 0, uid = 0;
+    bpf_probe_read_kernel(&fsuid, sizeof(fsuid), cred + OFF_CRED_FSUID);
+    bpf_probe_read_kernel(&uid, sizeof(uid), inode + OFF_INODE_UID);
+    return fsuid == uid;
+}
+
+// Fill a file_key for `file`; returns 0 when the file has no path.
+static __always_inline int file_identity(void *file, u32 target, u32 perms, struct file_key *key) {
+    void *dentry = read_ptr(file, OFF_FILE_PATH + OFF_PATH_DENTRY);
+    void *mnt = read_ptr(file, OFF_FILE_PATH + OFF_PATH_MNT);
+    if (!dentry || !mnt)
+        return 0;
+    key->target = target;
+    key->perms = perms;
+    key->dentry = (u64)dentry;
+    key->mnt = (u64)mnt;
+    key->name_hash_len = 0;
+    bpf_probe_read_kernel(&key->name_hash_len, sizeof(u64), dentry + OFF_DENTRY_NAME);
+    return 1;
+}

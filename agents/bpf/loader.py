@@ -1,0 +1,159 @@
+"""Compile and attach the tracer's BPF programs with BCC.
+
+The programs (one concern per ``.c`` file beside this module, sharing ``common.h``) are
+compiled as one BCC module so they share their maps. Struct offsets come from the
+running kernel's BTF and are passed as ``-D`` defines; the header tree BCC compiles
+against only has to be self-consistent (see ``scripts/setup.sh``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from armorflow.agents.bpf.btf import Btf
+
+log = logging.getLogger(__name__)
+
+HERE: Final = Path(__file__).resolve().parent
+#: One file per concern, compiled together after common.h.
+PROGRAM_FILES: Final = (
+    "process.c",
+    "syscalls.c",
+    "files.c",
+    "capabilities.c",
+    "network.c",
+    "signals.c",
+    "mounts.c",
+)
+
+#: define -> (struct, member path): every kernel struct field the programs read.
+OFFSETS: Final[dict[str, tuple[str, str]]] = {
+    "OFF_TASK_NSPROXY": ("task_struct", "nsproxy"),
+    "OFF_TASK_PID": ("task_struct", "pid"),
+    "OFF_TASK_TGID": ("task_struct", "tgid"),
+    "OFF_TASK_REAL_PARENT": ("task_struct", "real_parent"),
+    "OFF_TASK_CRED": ("task_struct", "cred"),
+    "OFF_TASK_FILES": ("task_struct", "files"),
+    "OFF_TASK_TI_STATUS": ("task_struct", "thread_info.status"),
+    "OFF_NSPROXY_MNT_NS": ("nsproxy", "mnt_ns"),
+    "OFF_MNT_NS_INUM": ("mnt_namespace", "ns.inum"),
+    "OFF_CRED_FSUID": ("cred", "fsuid"),
+    "OFF_FILES_FDT": ("files_struct", "fdt"),
+    "OFF_FDTABLE_FD": ("fdtable", "fd"),
+    "OFF_FILE_INODE": ("file", "f_inode"),
+    "OFF_FILE_PATH": ("file", "f_path"),
+    "OFF_FILE_PRIVATE_DATA": ("file", "private_data"),
+    "OFF_PATH_MNT": ("path", "mnt"),
+    "OFF_PATH_DENTRY": ("path", "dentry"),
+    "OFF_INODE_UID": ("inode", "i_uid"),
+    "OFF_DENTRY_PARENT": ("dentry", "d_parent"),
+    "OFF_DENTRY_NAME": ("dentry", "d_name"),
+    "OFF_MOUNT_MNT": ("mount", "mnt"),
+    "OFF_MOUNT_PARENT": ("mount", "mnt_parent"),
+    "OFF_MOUNT_MOUNTPOINT": ("mount", "mnt_mountpoint"),
+    "OFF_VFSMOUNT_ROOT": ("vfsmount", "mnt_root"),
+    "OFF_BPRM_FILE": ("linux_binprm", "file"),
+    "OFF_SOCKET_TYPE": ("socket", "type"),
+    "OFF_SOCKET_SK": ("socket", "sk"),
+    "OFF_SOCK_FAMILY": ("sock", "__sk_common.skc_family"),
+    "OFF_SOCK_PROTOCOL": ("sock", "sk_protocol"),
+}
+
+#: x86's "32-bit syscall active" thread status bit (arch/x86/include/asm/thread_info.h);
+#: a constant, not a struct layout, so BTF does not carry it.
+TS_COMPAT: Final = 0x0002
+
+ENV_KERNEL_HEADERS: Final = "ARMORFLOW_KERNEL_HEADERS"
+
+
+class LoadError(RuntimeError):
+    """The BPF programs could not be compiled, loaded or attached; says why."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Map and ring sizes; the defaults fit a node with a few hundred containers."""
+
+    ring_pages: int = 4096  # 16 MiB
+    max_targets: int = 4096
+    max_pids: int = 65536
+    seen_files: int = 262144
+    seen_execs: int = 32768
+    seen_small: int = 16384
+
+
+def kernel_offsets(btf: Btf | None = None) -> dict[str, int]:
+    """The OFF_* defines for the running kernel."""
+    btf = btf or Btf.from_file()
+    return {name: btf.offset(struct, member) for name, (struct, member) in OFFSETS.items()}
+
+
+def program_source() -> str:
+    """common.h followed by every program file, as one BCC compilation unit."""
+    parts = [(HERE / "common.h").read_text()]
+    for name in PROGRAM_FILES:
+        parts.append(f"\n// ---- {name}\n" + (HERE / name).read_text())
+    return "".join(parts)
+
+
+def kernel_source_dir() -> Path | None:
+    """Header tree for BCC when the running kernel has none under /lib/modules."""
+    explicit = os.environ.get(ENV_KERNEL_HEADERS) or os.environ.get("BCC_KERNEL_SOURCE")
+    if explicit:
+        return Path(explicit)
+    if Path(f"/lib/modules/{platform.release()}/build").exists():
+        return None
+    # Editable checkout: <repo>/agents/bpf/loader.py -> <repo>/.tools/kernel-headers
+    for parent in HERE.parents:
+        candidate = parent / ".tools" / "kernel-headers"
+        if (candidate / ".complete").exists():
+            return candidate
+    raise LoadError(
+        f"no kernel headers for {platform.release()}: run scripts/setup.sh or set "
+        f"{ENV_KERNEL_HEADERS} to a merged linux-headers tree"
+    )
+
+
+def cflags(offsets: dict[str, int], sizes: Sizes) -> list[str]:
+    flags = [f"-D{name}={value}" for name, value in sorted(offsets.items())]
+    flags += [
+        f"-DTS_COMPAT_BIT={TS_COMPAT}",
+        f"-DRING_PAGES={sizes.ring_pages}",
+        f"-DMAX_TARGETS={sizes.max_targets}",
+        f"-DMAX_PIDS={sizes.max_pids}",
+        f"-DSEEN_FILES={sizes.seen_files}",
+        f"-DSEEN_EXECS={sizes.seen_execs}",
+        f"-DSEEN_SMALL={sizes.seen_small}",
+        "-Wno-unused-function",
+    ]
+    return flags
+
+
+def load(sizes: Sizes | None = None) -> Any:
+    """Compile, load and attach every program; returns the ``bcc.BPF`` object."""
+    sizes = sizes or Sizes()
+    if sizes.ring_pages & (sizes.ring_pages - 1):
+        raise LoadError(f"ring_pages must be a power of two, got {sizes.ring_pages}")
+    if os.geteuid() != 0:
+        raise LoadError("loading BPF programs needs root")
+    headers = kernel_source_dir()
+    if headers is not None:
+        os.environ["BCC_KERNEL_SOURCE"] = str(headers)
+    try:
+        from bcc import BPF
+    except ImportError as exc:
+        raise LoadError(f"BCC is not importable ({exc}): run scripts/setup.sh") from exc
+    offsets = kernel_offsets()
+    started = time.monotonic()
+    try:
+        bpf = BPF(text=program_source(), cflags=cflags(offsets, sizes))
+    except Exception as exc:  # BCC raises bare Exception for compile and load errors
+        raise LoadError(f"BPF compile/load failed: {exc}") from exc
+    log.info("BPF programs compiled, loaded and attached in %.2fs", time.monotonic() - started)
+    return bpf

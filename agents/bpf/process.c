@@ -1,0 +1,49 @@
+// Processes: the executables a target runs, and which pids belong to a target.
+// Children join their parent's target at fork (so they stay attributed if they leave the
+// mount namespace, and while exiting, when their nsproxy is gone); the entry is removed
+// when the task is freed, after its last signal, rather than at exit.
+
+RAW_TRACEPOINT_PROBE(sched_process_exec) {
+    // TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+    u32 target = current_target();
+    if (!target)
+        return 0;
+    count(CNT_OBSERVED);
+    void *bprm = (void *)ctx->args[2];
+    void *file = read_ptr(bprm, OFF_BPRM_FILE);
+    if (!file)
+        return 0;
+    struct file_key key = {};
+    if (!file_identity(file, target, 0, &key))
+        return 0;
+    if (seen_execs.lookup(&key))
+        return 0;
+    u8 one = 1;
+    seen_execs.update(&key, &one);
+    struct event *e = event_start(EV_EXEC, target);
+    if (!e)
+        return 0;
+    e->data_len = put_path(e, (void *)key.dentry, (void *)key.mnt);
+    event_send(e);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_fork) {
+    // TP_PROTO(struct task_struct *parent, struct task_struct *child)
+    u32 target = current_target();
+    if (!target)
+        return 0;
+    void *child = (void *)ctx->args[1];
+    u32 pid = 0, tgid = 0;
+    bpf_probe_read_kernel(&pid, sizeof(pid), child + OFF_TASK_PID);
+    bpf_probe_read_kernel(&tgid, sizeof(tgid), child + OFF_TASK_TGID);
+    if (pid == tgid)  // a new process, not a thread of an already known one
+        pid_targets.update(&tgid, &target);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_free) {
+    u32 pid = args->pid;
+    pid_targets.delete(&pid);
+    return 0;
+}
