@@ -34,7 +34,12 @@ _HEADER: Final = re.compile(
 _OLD_HEADER: Final = re.compile(
     r"audit\((?P<sec>\d+)\.(?P<ms>\d+):(?P<serial>\d+)\):\s*type=(?P<type>\d+)(?P<num>)\s+"
 )
-_KEY: Final = re.compile(r"[A-Za-z0-9_\-.]+")
+_TOKEN: Final = re.compile(
+    r"(?P<sep>\x1d)"
+    r"|(?P<key>[A-Za-z0-9_\-.]+)=(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<open>[\"'])"
+    r"|(?P<bare>[^\s\x1d]*))"
+    r"|(?P<word>[^\s\x1d]+)"
+)
 # An ENRICHED field glued to the previous value when a copy lost the \x1d byte, as in
 # ``code=0x7ffc0000AUID="unset"``: an upper-case key right after a lower-case/digit value.
 _GLUED_ENRICHED: Final = re.compile(r"(?<=[a-z0-9\"])(?=[A-Z][A-Z0-9_]+=)")
@@ -101,7 +106,7 @@ def _type_of(raw: str, num: str | None) -> tuple[str, int | None]:
 def tokenize(payload: str) -> tuple[dict[str, str], dict[str, str], frozenset[str]]:
     """Split ``k=v k="v w" ...`` into (kernel fields, enriched fields, bare-valued keys).
 
-    A word without ``=`` continues the previous value (``subj=label (complain)``); an
+    A word without ``=`` continues the previous bare value (``subj=label (complain)``); an
     unterminated quote is a format error. A repeated key keeps its first value: the kernel
     writes each key once, and a second copy is an appended or forged suffix.
     """
@@ -110,76 +115,48 @@ def tokenize(payload: str) -> tuple[dict[str, str], dict[str, str], frozenset[st
     bare: set[str] = set()
     target = fields
     last_key: str | None = None
-    pos, end = 0, len(payload)
-    while pos < end:
-        ch = payload[pos]
-        if ch == ENRICHED_SEPARATOR:
+    pos = 0
+    while True:
+        m = _TOKEN.search(payload, pos)
+        if m is None:
+            break
+        pos = m.end()
+        if m.group("sep") is not None:
             target, last_key = enriched, None
-            pos += 1
             continue
-        if ch.isspace():
-            pos += 1
-            continue
-        key_match = _KEY.match(payload, pos)
-        if key_match is None or key_match.end() >= end or payload[key_match.end()] != "=":
-            # A bare word: part of the previous value, or noise we keep out of the fields.
-            word_end = pos
-            while word_end < end and not payload[word_end].isspace() and (
-                payload[word_end] != ENRICHED_SEPARATOR
-            ):
-                word_end += 1
+        key = m.group("key")
+        if key is None:
             if last_key is not None:
-                target[last_key] = f"{target[last_key]} {payload[pos:word_end]}"
-            pos = word_end
+                target[last_key] = f"{target[last_key]} {m.group('word')}"
             continue
-        key = key_match.group()
-        if target is fields and key.isupper() and len(key) > 1:
+        if m.group("open") is not None:
+            raise AuditFormatError(f"unterminated quote in the value of {key!r}")
+        if target is fields and len(key) > 1 and key.isupper():
             # Kernel keys are lower case: an upper-case key starts the ENRICHED part even
-            # when a copy of the log turned the \x1d separator into a space.
+            # when a copy of the log turned the \x1d separator into a space or dropped it.
             target, last_key = enriched, None
-        pos = key_match.end() + 1
-        quote = payload[pos] if pos < end else ""
-        if quote in ('"', "'"):
-            close = payload.find(quote, pos + 1)
-            if close < 0:
-                raise AuditFormatError(f"unterminated quote in the value of {key!r}")
-            value = payload[pos + 1 : close]
-            pos = close + 1
-            is_bare = False
-            # ``ouid="x"FSUID=...``: the separator was lost right after the quote.
-            switch_to_enriched = (
-                target is fields and _GLUED_ENRICHED.match(payload, pos) is not None
-                and payload[pos : pos + 1].isupper()
-            )
+        quoted = m.group("dq") if m.group("dq") is not None else m.group("sq")
+        if quoted is not None:
+            value, is_bare = quoted, False
         else:
-            value_end = pos
-            while value_end < end and not payload[value_end].isspace() and (
-                payload[value_end] != ENRICHED_SEPARATOR
-            ):
-                value_end += 1
-            value = payload[pos:value_end]
-            split = _GLUED_ENRICHED.search(value)
-            if split is not None and target is fields:
-                value = value[: split.start()]
-                value_end = pos + split.start()
+            value, is_bare = m.group("bare"), True
+            glued = _GLUED_ENRICHED.search(value) if target is fields else None
+            if glued is not None:
+                # ``code=0x7ffc0000AUID="unset"``: cut the value, read the rest as enriched.
+                value = value[: glued.start()]
+                pos = m.start("bare") + glued.start()
                 if key not in fields:
                     fields[key] = value
                     bare.add(key)
                 target, last_key = enriched, None
-                pos = value_end
                 continue
-            pos = value_end
-            is_bare = True
-            switch_to_enriched = False
         if key in target:
             last_key = None
-        else:
-            target[key] = value
-            if is_bare and target is fields:
-                bare.add(key)
-            last_key = key if is_bare else None
-        if switch_to_enriched:
-            target, last_key = enriched, None
+            continue
+        target[key] = value
+        if is_bare and target is fields:
+            bare.add(key)
+        last_key = key if is_bare else None
     return fields, enriched, frozenset(bare)
 
 
