@@ -114,6 +114,16 @@ def test_permissions_merge_in_apparmor_order_and_append_goes_with_write() -> Non
     assert _file_lines(m) == ["/a mrwlk,", "/b a,", "/c w,", "owner /c r,"]
 
 
+def test_permissions_from_a_foreign_dynamic_result_are_read_per_letter() -> None:
+    m = BehaviourModel.from_dynamic_result({"apparmor": {"files": [
+        {"path": "/a", "permissions": ["rw", "x"], "owner": False},
+        {"path": "/b", "permissions": [""], "owner": False}]}})
+    r = render_apparmor("p", m)
+    compile_check(r.text)
+    assert _section(r.text, "FILE") == ["/a rw,"]
+    assert r.drops.by_reason() == {"unknown-permission 'x'": 1, "no-permissions": 1}
+
+
 def test_library_trees_collapse_only_read_and_mmap() -> None:
     m = BehaviourModel()
     m.files[("/usr/lib/x86_64-linux-gnu/libz.so.1", "", True)] = {"m", "r"}
@@ -121,10 +131,16 @@ def test_library_trees_collapse_only_read_and_mmap() -> None:
     m.files[("/usr/lib64/ld-linux-x86-64.so.2", "", False)] = {"m", "r"}
     m.files[("/usr/lib/x86_64-linux-gnu/cache.db", "", True)] = {"r", "w"}
     m.files[("/usr/lib/python3.11/os.py", "", False)] = {"r"}
+    m.files[("/usr/local/lib/aarch64-linux-gnu/libx.so", "", False)] = {"m"}
+    m.files[("/local/lib/x86_64-linux-gnu/liby.so", "", False)] = {"r"}
+    m.files[("/usr/lib/x86_64-linux-gnu/", "", False)] = {"r"}  # the tree itself stays
     assert _file_lines(m) == [
         "/lib/x86_64-linux-gnu/** r,",
+        "/local/lib/x86_64-linux-gnu/liby.so r,",
         "/usr/lib/python3.11/os.py r,",
+        "/usr/lib/x86_64-linux-gnu/ r,",
         "/usr/lib64/** mr,",
+        "/usr/local/lib/aarch64-linux-gnu/** m,",
         "owner /usr/lib/x86_64-linux-gnu/** mr,",
         "owner /usr/lib/x86_64-linux-gnu/cache.db rw,",
     ]

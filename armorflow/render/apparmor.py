@@ -59,7 +59,7 @@ _FSTYPE = re.compile(r"[a-z0-9][a-z0-9._+-]{0,63}")
 #: Library directories whose read-only and mmap accesses collapse to ``DIR/** mr``:
 #: the multiarch trees and the lib32/lib64/libx32 ones (see docs/profiles.md).
 DEFAULT_LIBRARY_TREES: Final = (
-    r"(?:/usr)?(?:/local)?/lib/[a-z0-9_]+-linux-gnu[a-z0-9_]*/",
+    r"(?:/usr(?:/local)?)?/lib/[a-z0-9_]+-linux-gnu[a-z0-9_]*/",
     r"(?:/usr)?/lib(?:32|64|x32)/",
 )
 
@@ -157,8 +157,10 @@ def _file_rules(model: BehaviourModel, opts: RenderOptions, drops: Drops) -> lis
     merged: dict[tuple[str, bool], set[str]] = {}
     links: set[tuple[str, str, bool]] = set()
     for (path, old, owner), perms in model.files.items():
-        known = {p for p in perms if p in FILE_PERM_ORDER}
-        for p in sorted(set(perms) - known):
+        # Per letter: a dynamicResult loaded from elsewhere may hold "rw" as one item.
+        letters = set("".join(perms))
+        known = letters & set(FILE_PERM_ORDER)
+        for p in sorted(letters - known):
             drops.add("file", f"unknown-permission {p!r}", path)
         if not known:
             drops.add("file", "no-permissions", path)
