@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +42,7 @@ from armorflow.agents.audit.observe import Observation
 from armorflow.agents.audit.source import DEFAULT_AUDIT_LOG_PATHS, AuditSource
 from armorflow.agents.publish import Publisher
 from armorflow.config import KafkaSettings
-from armorflow.events import Event, EventError
+from armorflow.events import KIND_FIELDS, OPTIONAL_FIELDS, Event, EventError
 from armorflow.topics import TARGETS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -191,6 +191,43 @@ class LocalAttributor:
         return self.attribution
 
 
+class EventDeduplicator:
+    """Drops an event whose behaviour was already published for its profile.
+
+    The model keeps only the behaviour (kind and kind fields) per profile, so a repeat
+    (a process calling the same syscall a million times under ``SCMP_ACT_LOG``) adds
+    nothing. The memory is a bounded LRU: an evicted behaviour is simply sent again,
+    which the model's union absorbs. It is forgotten whenever the targets change, so a
+    new modeling window for a profile learns everything afresh.
+    """
+
+    def __init__(self, capacity: int = 200_000):
+        self.capacity = capacity
+        self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+        self.dropped = 0
+
+    @staticmethod
+    def key(event: Event) -> tuple[Any, ...]:
+        kind = event["kind"]
+        fields = tuple(event.get(name) for name in KIND_FIELDS[kind])
+        extra = tuple(event.get(name) for name in OPTIONAL_FIELDS.get(kind, {}))
+        return (event["profile"], kind, fields, extra)
+
+    def first_time(self, event: Event) -> bool:
+        key = self.key(event)
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            self.dropped += 1
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        return True
+
+    def clear(self) -> None:
+        self._seen.clear()
+
+
 @dataclass
 class AgentCounters:
     observations: int = 0
@@ -214,9 +251,12 @@ class Agent:
         targets: TargetSet | None = None,
         targets_feed: TargetsFeed | None = None,
         event_sources: list[EventSource] | None = None,
+        dedup: EventDeduplicator | None = None,
     ):
         self.node = node
         self.event_sources = event_sources or []
+        self.dedup = dedup if dedup is not None else EventDeduplicator()
+        self._targets_version = targets.version if targets is not None else 0
         self.publisher = publisher
         self.sources = sources
         self.attributor = attributor
@@ -244,20 +284,26 @@ class Agent:
             self.counters.invalid += 1
             log.warning("observation %s (%s) is not a valid event: %s", obs.audit_id, obs.kind, exc)
             return
+        self._publish(event)
+
+    def _publish(self, event: Event) -> None:
+        if not self.dedup.first_time(event):
+            return
         self._last_seq = self.publisher.publish(event)
         self.counters.published += 1
-        self.counters.by_kind[obs.kind] += 1
+        self.counters.by_kind[event["kind"]] += 1
 
     def step(self, timeout_s: float = 0.2) -> None:
         """One round: targets, each source, publisher callbacks, durable checkpoints."""
         if self.targets_feed is not None and self.targets is not None:
             self.targets_feed.poll(self.targets)
         share = timeout_s / max(1, len(self.sources) + len(self.event_sources))
+        if self.targets is not None and self.targets.version != self._targets_version:
+            self._targets_version = self.targets.version
+            self.dedup.clear()
         for event_source in self.event_sources:
             for event in event_source.poll(share):
-                self._last_seq = self.publisher.publish(event)
-                self.counters.published += 1
-                self.counters.by_kind[event["kind"]] += 1
+                self._publish(event)
         for index, source in enumerate(self.sources):
             for obs in source.poll(share):
                 self.handle(obs)
@@ -310,6 +356,7 @@ class Agent:
         c = self.counters
         return {
             "node": self.node, "observations": c.observations, "published": c.published,
+            "deduplicated": self.dedup.dropped,
             "unattributed": c.unattributed, "opted_out": c.opted_out, "invalid": c.invalid,
             "by_kind": dict(c.by_kind), "attribution": dict(self.attributor.counters),
             "targets": len(self.targets) if self.targets is not None else None,

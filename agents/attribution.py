@@ -357,11 +357,14 @@ class TargetSet:
         return self._targets.get(profile)
 
     def put(self, target: Target) -> None:
+        """Add, replace or (``active: false``) end a target; ``version`` counts real changes."""
+        before = self._targets.get(target.profile)
         if target.active:
             self._targets[target.profile] = target
         else:
             self._targets.pop(target.profile, None)
-        self.version += 1
+        if self._targets.get(target.profile) != before:
+            self.version += 1
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """One message of the targets topic; a bad one is counted and logged, not fatal."""
@@ -371,8 +374,8 @@ class TargetSet:
             return
         profile = key.decode("utf-8", errors="replace")
         if value is None:
-            self._targets.pop(profile, None)
-            self.version += 1
+            if self._targets.pop(profile, None) is not None:
+                self.version += 1
             return
         try:
             self.put(Target.from_json(profile, value))

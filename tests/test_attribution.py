@@ -244,3 +244,15 @@ def test_a_live_process_in_a_container_cgroup_is_attributed() -> None:
                 d.rmdir()
             except OSError:
                 shutil.rmtree(d, ignore_errors=True)
+
+
+def test_target_version_counts_real_changes_only() -> None:
+    targets = TargetSet()
+    targets.apply(b"p", Target("p").to_json())
+    version = targets.version
+    targets.apply(b"p", Target("p").to_json())  # the operator's periodic republish
+    assert targets.version == version
+    targets.apply(b"p", Target("p", containers=("c1",)).to_json())
+    assert targets.version == version + 1
+    targets.apply(b"gone", None)  # a tombstone for an unknown profile changes nothing
+    assert targets.version == version + 1
