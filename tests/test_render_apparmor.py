@@ -99,8 +99,9 @@ def test_sections_are_in_the_seed_order() -> None:
 # --- permissions ---------------------------------------------------------------------------
 
 
-def _file_lines(model: BehaviourModel, **opts: bool) -> list[str]:
-    text = render_apparmor("p", model, options=RenderOptions(**opts)).text
+def _file_lines(model: BehaviourModel, *, collapse: bool = True) -> list[str]:
+    options = RenderOptions(collapse_library_trees=collapse)
+    text = render_apparmor("p", model, options=options).text
     compile_check(text)
     return _section(text, "FILE")
 
@@ -144,7 +145,7 @@ def test_library_trees_collapse_only_read_and_mmap() -> None:
         "owner /usr/lib/x86_64-linux-gnu/** mr,",
         "owner /usr/lib/x86_64-linux-gnu/cache.db rw,",
     ]
-    uncollapsed = _file_lines(m, collapse_library_trees=False)
+    uncollapsed = _file_lines(m, collapse=False)
     assert uncollapsed[0] == "/lib/x86_64-linux-gnu/security/pam_unix.so r,"
 
 
