@@ -291,6 +291,7 @@ class Publisher:
 
     def durable_seq(self) -> int:
         """Every event with a sequence number <= this is delivered or synced to the spool."""
+        self.spool.sync()  # failed messages appended by delivery callbacks become durable
         unsettled = [b.first_seq for b in self._batches.values()]
         unsettled += [f.first_seq for f in self._in_flight.values()]
         unsettled += [seq for _, seq in self._held]
