@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -171,3 +172,49 @@ def test_deduplication_is_per_behaviour_and_bounded() -> None:
     assert dedup.dropped == 1
     dedup.clear()
     assert dedup.first_time(file_a)
+
+
+@pytest.mark.slow
+def test_agent_verb_killed_and_restarted_skips_nothing(
+    noida_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """`armorflow agent` as a process: SIGKILL mid-run, restart, every event arrives."""
+    profile = f"crash-{uuid.uuid4().hex[:6]}"
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"")
+    targets_file = tmp_path / "targets.json"
+    targets_file.write_bytes(b"[" + Target(profile).to_json() + b"]")
+    command = [
+        sys.executable, "-m", "armorflow.cli", "agent", "-b", noida_broker.bootstrap_servers,
+        "--state-dir", str(tmp_path / "state"), "--audit-log-paths", str(log),
+        "--targets-file", str(targets_file), "--no-targets-topic", "--node", "n-crash",
+    ]
+    first = subprocess.Popen(command, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "state" / "audit.checkpoint").exists():
+            assert time.monotonic() < deadline and first.poll() is None, "agent did not start"
+            time.sleep(0.1)
+        with log.open("ab") as f:
+            for i in range(150):
+                f.write(seccomp_line(i, profile))
+        time.sleep(2.0)
+    finally:
+        first.kill()  # no flush, no final checkpoint
+        first.wait()
+    committed = orjson.loads((tmp_path / "state" / "audit.checkpoint").read_bytes())["offset"]
+    ends = list(itertools.accumulate(len(seccomp_line(i, profile)) for i in range(150)))
+    committed_lines = sum(1 for end in ends if end <= committed)
+    assert committed_lines > 0, "the running agent never committed its position"
+    with log.open("ab") as f:
+        for i in range(150, 250):
+            f.write(seccomp_line(i, profile))
+    second = subprocess.run([*command, "--duration", "4"], capture_output=True, timeout=60)
+    assert second.returncode == 0, second.stderr.decode()[-2000:]
+    pids = profile_pids(noida_broker.settings(), profile)
+    assert set(pids) == {4_000_000 + i for i in range(250)}
+    stats = orjson.loads(second.stderr.strip().splitlines()[-1])
+    # The restart resumes exactly at the committed line: what the first run delivered
+    # after it is read again (at least once), nothing before it is.
+    assert stats["published"] == 250 - committed_lines
+    assert stats["sources"][0]["malformed"] == 0
