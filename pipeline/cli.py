@@ -41,6 +41,13 @@ def pipeline(
     partitions: Annotated[int, typer.Option(help="Partitions of the profile-keyed topics.")] = 4,
     classify: Annotated[bool, typer.Option(help="Collapse random path segments.")] = True,
     render: Annotated[bool, typer.Option(help="Render the profiles at close.")] = True,
+    instance_id: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ARMORFLOW_INSTANCE_ID",
+            help="Stable member id (e.g. the pod name): a restarted worker resumes at once.",
+        ),
+    ] = None,
     status_every_s: Annotated[
         float, typer.Option(help="How often open windows report their counts.")
     ] = 10.0,
@@ -59,7 +66,7 @@ def pipeline(
         settings=KafkaSettings.from_env(bootstrap_servers, kafka_option),
         app_id=app_id, partitions=partitions, grace_s=grace_s,
         processing_guarantee=processing_guarantee, classify=classify, render=render,
-        sink_url=sink, status_every_s=status_every_s,
+        sink_url=sink, status_every_s=status_every_s, instance_id=instance_id,
         data_dir=data_dir or state_dir() / f"pipeline-{app_id}",
     )
     PipelineWorker(config).run(loglevel=loglevel)

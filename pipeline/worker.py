@@ -71,6 +71,9 @@ class PipelineConfig:
     classify: bool = True
     render: bool = True
     sink_url: str | None = None
+    #: Static group membership (KIP-345): a restarted worker with the same id takes its
+    #: partitions back at once instead of waiting for its old session to expire.
+    instance_id: str | None = None
     data_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -105,8 +108,12 @@ class PipelineWorker:
             web_enabled=False,
             table_standby_replicas=0,
             datadir=str(cfg.data_dir) if cfg.data_dir else None,
+            # A restarted or killed worker's partitions come back within seconds, not
+            # after the default one-minute rebalance timeout.
             broker_session_timeout=10,
             broker_heartbeat_interval=1,
+            broker_rebalance_timeout=12,
+            consumer_group_instance_id=cfg.instance_id,
             **cfg.settings.aiokafka(),
             **cfg.extra,
         )
@@ -114,12 +121,18 @@ class PipelineWorker:
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
         self.windows_table = app.tables.add(
-            ProfileTable(app, name="windows", partitions=cfg.partitions, schema=raw)
+            ProfileTable(
+                app, name="windows", partitions=cfg.partitions, schema=raw,
+                key_type=bytes, value_type=bytes,
+            )
         )
         # One row per model entry (a file rule, a syscall...), not one row per model: a
         # batch writes only what changed, and no row grows with the model.
         self.models_table = app.tables.add(
-            ProfileTable(app, name="models", partitions=cfg.partitions, schema=raw)
+            ProfileTable(
+                app, name="models", partitions=cfg.partitions, schema=raw,
+                key_type=bytes, value_type=bytes,
+            )
         )
         source = app.topic(
             *EVENT_TOPICS, CONTROL_TOPIC, key_serializer="raw", value_serializer="raw",

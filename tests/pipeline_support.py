@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable
@@ -23,6 +24,8 @@ from armorflow.kafka import EventProducer
 from armorflow.topics import CONTROL_TOPIC, MODELS_TOPIC, STATUS_TOPIC
 
 ARMORFLOW = str(Path(sys.executable).parent / "armorflow")
+#: Real temp-file names, as Python's tempfile makes them (tmp + 8 random characters).
+_TEMP_NAMES = tempfile._get_candidate_names()
 
 
 @dataclass
@@ -34,6 +37,7 @@ class WorkerProcess:
     workdir: Path
     grace_s: float = 2.0
     extra: list[str] = field(default_factory=list)
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     proc: subprocess.Popen[bytes] | None = None
     n: int = 0
 
@@ -45,6 +49,7 @@ class WorkerProcess:
         self.proc = subprocess.Popen(
             [ARMORFLOW, "pipeline", "-b", self.broker.bootstrap_servers, "--app-id", self.app_id,
              "--grace-s", str(self.grace_s), "--loglevel", "info",
+             "--instance-id", self.instance,
              "--data-dir", str(self.workdir / f"data-{self.app_id}-{self.n}"), *self.extra],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
@@ -118,7 +123,7 @@ def workload(profile: str, ts0: int, *, nodes: int = 3, replicas: int = 2) -> li
                            owner=True, **common),
                 make_event("file", ts=t + 4, pid=102, path=f"/proc/{1000 + n}/status",
                            perms="r", owner=True, **common),
-                make_event("file", ts=t + 5, pid=102, path=f"/tmp/tmp{uuid.uuid4().hex[:8]}",
+                make_event("file", ts=t + 5, pid=102, path=f"/tmp/tmp{next(_TEMP_NAMES)}",
                            perms="rw", owner=True, **common),
                 make_event("syscall", ts=t + 6, pid=102, name="openat", **common),
                 make_event("syscall", ts=t + 7, pid=102, name="getpid",
