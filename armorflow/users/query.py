@@ -1,0 +1,334 @@
+"""``armorflow query``: ad hoc SQL (DuckDB) over a recording or a snapshot of the topics.
+
+The table ``events`` has one column per schema field: the common fields, then every
+kind-specific field (``path``, ``perms``, ``name``...; NULL where a kind has no such
+field), ``extra`` (a JSON object of any field the schema does not know, else NULL) and
+``event_time`` (``ts`` as a UTC TIMESTAMP, for grouping by time).
+
+Two engines load it, and both end in the same SQL that checks each record against the
+schema and types the columns as the schema declares:
+
+- ``duckdb`` (the default for recordings of at least :data:`FAST_PATH_BYTES`): DuckDB
+  reads the file itself (``.jsonl``, ``.gz``, ``.zst``), in parallel, never through
+  Python objects. Records are numbered by non-blank line.
+- ``python``: :func:`armorflow.events.read_events` validates every line first (exact line
+  numbers for rejects); used for small recordings and for topic snapshots.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Final
+
+import orjson
+import typer
+
+from armorflow.cliopts import BootstrapOpt, KafkaOpt
+from armorflow.config import KafkaSettings
+from armorflow.events import (
+    COMMON_FIELDS,
+    ENUMS,
+    FILE_PERMS,
+    KIND_FIELDS,
+    KINDS,
+    OPTIONAL_FIELDS,
+    SCHEMA_VERSION,
+    Event,
+    Rejects,
+    read_events,
+    write_events,
+)
+from armorflow.users.topicread import TopicReader, TopicSpecError, parse_topics
+
+if TYPE_CHECKING:
+    import duckdb
+
+#: Recordings at least this large are read by DuckDB directly (``--engine auto``).
+FAST_PATH_BYTES: Final = 32 << 20
+
+_SQL_TYPES: Final[dict[type, str]] = {str: "VARCHAR", int: "BIGINT", bool: "BOOLEAN"}
+_JSON_TYPES: Final[dict[type, tuple[str, ...]]] = {
+    str: ("VARCHAR",), int: ("BIGINT", "UBIGINT"), bool: ("BOOLEAN",),
+}
+#: Rejects listed in full; the rest are counted.
+_SAMPLES: Final = 100
+
+
+def schema_columns() -> dict[str, type]:
+    """Every schema field, common ones first, then kind-specific ones in schema order."""
+    columns: dict[str, type] = dict(COMMON_FIELDS)
+    for kind in KINDS:
+        for table in (KIND_FIELDS, OPTIONAL_FIELDS):
+            for name, kind_type in table.get(kind, {}).items():
+                columns.setdefault(name, kind_type)
+    return columns
+
+
+COLUMNS: Final = schema_columns()
+
+
+class Engine(StrEnum):
+    auto = "auto"
+    duckdb = "duckdb"
+    python = "python"
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class SourceError(ValueError):
+    """A ``--from`` value that is neither a readable file nor a topic selection."""
+
+
+@dataclass
+class LoadResult:
+    """What went into ``events``: row count, skipped records, and how it was read."""
+
+    rows: int
+    rejects: Rejects = field(default_factory=lambda: Rejects(limit=_SAMPLES))
+    engine: str = "python"
+    source: str = ""
+
+
+# --- the schema check and typing, in SQL ---------------------------------------------------
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _type_ok(name: str, expected: type) -> str:
+    accepted = ", ".join(_q(t) for t in _JSON_TYPES[expected])
+    check = f"json_type(doc, '$.{name}') IN ({accepted})"
+    if expected is int:
+        # Positive JSON integers are UBIGINT to DuckDB; the column is BIGINT.
+        check += f" AND TRY_CAST(doc->>'$.{name}' AS BIGINT) IS NOT NULL"
+    return check
+
+
+def _reason_sql() -> str:
+    """A CASE expression: NULL for a valid event, else why it is not (first problem)."""
+    whens = [
+        ("doc IS NULL", "not valid JSON"),
+        ("json_type(doc) <> 'OBJECT'", "an event is a JSON object"),
+    ]
+    for name, expected in COMMON_FIELDS.items():
+        whens.append((f"NOT ({_type_ok(name, expected)})",
+                      f"field {name!r}: missing or not {expected.__name__}"))
+    whens += [
+        (f"CAST(doc->>'$.v' AS BIGINT) <> {SCHEMA_VERSION}",
+         "field 'v': unsupported schema version"),
+        (f"doc->>'$.kind' NOT IN ({', '.join(_q(k) for k in KINDS)})",
+         "field 'kind': unknown kind"),
+        ("doc->>'$.profile' = ''", "field 'profile': must not be empty"),
+        ("CAST(doc->>'$.ts' AS BIGINT) < 0", "field 'ts': must be >= 0"),
+    ]
+    for kind, specific in KIND_FIELDS.items():
+        for name, expected in specific.items():
+            whens.append((f"doc->>'$.kind' = {_q(kind)} AND NOT ({_type_ok(name, expected)})",
+                          f"field {name!r}: missing or not {expected.__name__} "
+                          f"(required for kind {kind!r})"))
+        for name, expected in OPTIONAL_FIELDS.get(kind, {}).items():
+            whens.append((f"doc->>'$.kind' = {_q(kind)} AND json_type(doc, '$.{name}') "
+                          f"NOT IN ('NULL', {', '.join(_q(t) for t in _JSON_TYPES[expected])})",
+                          f"field {name!r}: not {expected.__name__}"))
+        if "path" in specific:
+            whens.append((f"doc->>'$.kind' = {_q(kind)} AND (doc->>'$.path' = '' "
+                          "OR contains(doc->>'$.path', chr(0)))",
+                          "field 'path': must be a non-empty path without NUL"))
+    whens.append((f"doc->>'$.kind' = 'file' AND NOT regexp_full_match(doc->>'$.perms', "
+                  f"'[{FILE_PERMS}]+')",
+                  f"field 'perms': not a non-empty subset of {FILE_PERMS!r}"))
+    for (kind, name), allowed in ENUMS.items():
+        values = ", ".join(_q(v) for v in sorted(allowed))
+        whens.append((f"doc->>'$.kind' = {_q(kind)} AND doc->>'$.{name}' NOT IN ({values})",
+                      f"field {name!r}: not one of {sorted(allowed)}"))
+    body = "\n".join(f"  WHEN {cond} THEN {_q(reason)}" for cond, reason in whens)
+    return f"CASE\n{body}\n  ELSE NULL END"
+
+
+def _events_sql() -> str:
+    """Typed columns from the checked ``raw_checked`` rows."""
+    structure = orjson.dumps({n: _SQL_TYPES[t] for n, t in COLUMNS.items()}).decode()
+    known_null = orjson.dumps(dict.fromkeys(COLUMNS)).decode()
+    picks = ", ".join(f"e.{name} AS {name}" for name in COLUMNS)
+    return (
+        f"SELECT {picks}, "
+        f"CAST(NULLIF(json_merge_patch(doc, {_q(known_null)}), '{{}}') AS JSON) AS extra, "
+        "make_timestamp(e.ts // 1000) AS event_time "
+        f"FROM (SELECT doc, json_transform(doc, {_q(structure)}) AS e "
+        "FROM raw_checked WHERE reason IS NULL ORDER BY record)"
+    )
+
+
+def _load_ndjson(con: duckdb.DuckDBPyConnection, path: Path, result: LoadResult,
+                 record_word: str) -> None:
+    """Check and type an NDJSON file into ``events``; count what fails in ``result``."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE raw_checked AS "
+        f"SELECT record, doc, {_reason_sql()} AS reason FROM ("
+        "SELECT ordinality AS record, json AS doc "
+        "FROM read_ndjson_objects(?, ignore_errors = true) WITH ORDINALITY)",
+        [str(path)],
+    )
+    con.execute(f"CREATE OR REPLACE TABLE events AS {_events_sql()}")
+    bad = con.execute(
+        "SELECT record, reason FROM raw_checked WHERE reason IS NOT NULL ORDER BY record"
+    ).fetchall()
+    for record, reason in bad:
+        result.rejects.count += 1
+        if len(result.rejects.samples) < result.rejects.limit:
+            result.rejects.samples.append(f"{record_word} {record}: {reason}")
+    con.execute("DROP TABLE raw_checked")
+    row = con.execute("SELECT count(*) FROM events").fetchone()
+    result.rows = int(row[0]) if row else 0
+
+
+def _load_events(
+    con: duckdb.DuckDBPyConnection, events: Iterable[Event], result: LoadResult
+) -> None:
+    """Load already-validated events through a temporary NDJSON file."""
+    fd, name = tempfile.mkstemp(prefix="armorflow-query-", suffix=".jsonl")
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            write_events(sink, events)
+        _load_ndjson(con, Path(name), result, "event")
+    finally:
+        os.unlink(name)
+
+
+# --- sources -----------------------------------------------------------------------------
+
+
+def load_source(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    *,
+    settings: KafkaSettings | None = None,
+    engine: Engine = Engine.auto,
+) -> LoadResult:
+    """Fill table ``events`` from ``FILE``, ``topic:NAME`` (a kind or topic name, or a
+    comma list) or ``topics:all``; the public API behind ``armorflow query``."""
+    result = LoadResult(rows=0, source=source)
+    if source.startswith(("topic:", "topics:")):
+        spec = source.partition(":")[2]
+        try:
+            topics = parse_topics(spec)
+        except TopicSpecError as exc:
+            raise SourceError(str(exc)) from None
+        kafka = settings or KafkaSettings.from_env()
+        rejects = result.rejects
+        with TopicReader(kafka, topics, from_beginning=True) as reader:
+            snapshot = (e for batch in reader.batches(rejects, until_end=True) for e in batch)
+            _load_events(con, snapshot, result)
+        result.engine = "python"
+        return result
+    path = Path(source)
+    if not path.is_file():
+        raise SourceError(f"{source!r} is neither a recording file nor topic:NAME / topics:all")
+    fast = engine is Engine.duckdb or (
+        engine is Engine.auto and path.stat().st_size >= FAST_PATH_BYTES
+    )
+    if fast:
+        result.engine = "duckdb"
+        _load_ndjson(con, path, result, "record")
+    else:
+        result.engine = "python"
+        _load_events(con, read_events(path, result.rejects), result)
+    return result
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Column names and rows of ``sql`` against the loaded ``events``."""
+    cursor = con.execute(sql)
+    names = [d[0] for d in (cursor.description or [])]
+    return names, cursor.fetchall()
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def write_rows(names: Sequence[str], rows: Sequence[tuple[Any, ...]], fmt: OutputFormat) -> None:
+    if fmt is OutputFormat.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([_cell(v) for v in row] for row in rows)
+    elif fmt is OutputFormat.json:
+        docs = [dict(zip(names, row, strict=True)) for row in rows]
+        sys.stdout.write(
+            orjson.dumps(docs, default=str, option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*names, show_edge=False, header_style="bold")
+        for row in rows:
+            table.add_row(*(_cell(v) for v in row))
+        Console(width=max(100, 16 * len(names))).print(table)
+    sys.stdout.flush()
+
+
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL over the table `events`.")],
+    source: Annotated[
+        str,
+        typer.Option("--from", help="A recording FILE, topic:KIND[,KIND] or topics:all."),
+    ] = "topics:all",
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = (
+        OutputFormat.table
+    ),
+    engine: Annotated[
+        Engine,
+        typer.Option(help="Who reads a recording: auto (DuckDB when large), duckdb, python."),
+    ] = Engine.auto,
+    bootstrap_servers: BootstrapOpt = None,
+    kafka_option: KafkaOpt = None,
+) -> None:
+    """Run SQL (DuckDB) over a recording or a snapshot of the event topics."""
+    import duckdb
+
+    con = connect()
+    settings = KafkaSettings.from_env(bootstrap_servers, kafka_option)
+    try:
+        loaded = load_source(con, source, settings=settings, engine=engine)
+    except SourceError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--from") from None
+    if loaded.rejects.count:
+        typer.echo(f"skipped {loaded.rejects.count:,} bad record(s) of {source}:", err=True)
+        for sample in loaded.rejects.samples:
+            typer.echo(f"  {sample}", err=True)
+    try:
+        names, rows = run_sql(con, sql)
+    except duckdb.Error as exc:
+        typer.echo(f"query failed: {exc}", err=True)
+        raise typer.Exit(2) from None
+    write_rows(names, rows, fmt)
