@@ -491,3 +491,49 @@ def test_a_policy_deleted_while_the_operator_was_away_is_forgotten(
         assert delete.policy.name == "old"
     finally:
         controls.close()
+
+
+def test_the_real_pipeline_completes_the_policy(
+    emulator: Emulator, broker: EmbeddedBroker, operator_process: subprocess.Popen[bytes],
+    tmp_path: Path,
+) -> None:
+    """The seed's policy modeled by a real `armorflow pipeline` worker: events in the window,
+    modeling ended, the pipeline's own Completed report moves the policy to Completed.
+
+    Modeling is ended with duration 0 (`stop`) rather than the walkthrough's 1 minute, which
+    ends it only once a minute has passed; test_seed_walkthrough checks the `update`.
+    """
+    from pipeline_support import WorkerProcess, publish, workload
+
+    worker = WorkerProcess(broker, app_id=f"e2e-{time.time_ns()}", workdir=tmp_path,
+                           grace_s=1.0).start()
+    try:
+        worker.wait_ready()
+        if emulator.get_cluster_policy("demo-4") is not None:
+            emulator.delete_cluster_policy("demo-4")  # left by a failed walkthrough test
+        policy = yaml.safe_load(SEED_POLICY)
+        policy["spec"]["updateExistingWorkloads"] = False
+        emulator.create(policy)
+
+        def status() -> dict[str, Any]:
+            return dict(((emulator.get_cluster_policy("demo-4") or {}).get("status")) or {})
+
+        wait_for("Modeling", lambda: status().get("phase") == "Modeling", proc=operator_process)
+        start_ts = status()["modeling"]["startTs"]
+        events = workload(PROFILE, start_ts + 1_000_000)
+        time.sleep(2)  # the worker has taken the start control before the events arrive
+        assert publish(broker, events) == len(events)
+        time.sleep(2)
+        emulator.patch_cluster_policy_json("demo-4", [{
+            "op": "replace", "path": "/spec/policy/modelingOptions/duration", "value": 0}])
+        done = wait_for("Completed from the pipeline",
+                        lambda: status().get("phase") == "Completed" and status(),
+                        timeout_s=60, proc=operator_process)
+        counts = done["modeling"]["counts"]
+        assert counts["events"] == len(events), counts
+        assert done["modeling"]["completedTs"] >= start_ts
+        print(f"pipeline counts reported on the policy: {counts}")
+    finally:
+        worker.stop()
+        if emulator.get_cluster_policy("demo-4") is not None:
+            emulator.delete_cluster_policy("demo-4")
