@@ -64,6 +64,10 @@ _UNQUOTED_SAFE = frozenset(
 )
 
 
+#: An absolute path of plain characters only: already a valid, unquoted profile token.
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9/._+-]*")
+
+
 class GlobError(ValueError):
     """A pattern apparmor_parser would refuse, or one this module cannot write safely."""
 
@@ -287,6 +291,8 @@ def to_profile_path(pattern: str) -> str:
     The token is quoted unless it consists of plain characters and operators only.
     Raises :class:`GlobError` for a malformed pattern or one that is not absolute.
     """
+    if _PLAIN_PATH.fullmatch(pattern):
+        return pattern  # the common case: nothing to escape, nothing to check
     tokens = parse(pattern)
     if not tokens or tokens[0] != Token("lit", "/"):
         raise GlobError("path pattern must start with '/'")

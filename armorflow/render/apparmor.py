@@ -128,6 +128,8 @@ def _perm_string(perms: Iterable[str]) -> str:
 
 def _literal_prefix(pattern: str) -> str | None:
     """The literal characters before the first operator, or None if malformed."""
+    if "\\" not in pattern and not any(c in pattern for c in "*?[{}]"):
+        return pattern
     try:
         tokens = parse(pattern)
     except GlobError:
