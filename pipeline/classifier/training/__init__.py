@@ -1,0 +1,1 @@
+"""Training-data gathering, training and evaluation of the span model."""

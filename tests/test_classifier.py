@@ -1,0 +1,201 @@
+"""Classifier stage: the issue's examples, glob safety, sibling collapse, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from armorflow.aaglob import glob_to_regex, matches
+from armorflow.pipeline.classifier import (
+    Explanation,
+    PathClassifier,
+    collapse_siblings,
+    load_default,
+)
+from armorflow.pipeline.classifier.cli import register
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+ISSUE_CASES = [
+    ("/proc/1", "/proc/*"),
+    ("/proc/1106048/fdinfo/10", "/proc/*/fdinfo/*"),
+    ("/proc/122/map_files/5565eaa95000-5565eaac3000", "/proc/*/map_files/*"),
+    ("/proc/123/task/12948/attr/apparmor", "/proc/*/task/*/attr/apparmor"),
+    (
+        "/var/lib/kubelet/pods/00112233-4455-6677-8899-aabbccddeeff/",
+        "/var/lib/kubelet/pods/*/",
+    ),
+    ("/tmp/3c5928afbbefea1b0acf34b9acd866d2bcb3d6b6955d4e1fe095a97d487bcb45/foo", "/tmp/*/foo"),
+    ("/tmp/kubelet-detect-safe-umount1404256428", "/tmp/kubelet-detect-safe-umount*"),
+    ("/sys/module/apparmor/parameters/enabled", "/sys/module/apparmor/parameters/enabled"),
+    ("/etc/nginx/conf.d/default.conf", "/etc/nginx/conf.d/default.conf"),
+]
+
+MORE_CASES = [
+    ("/proc/1/", "/proc/*/"),
+    ("/proc/9/fd/107", "/proc/*/fd/*"),
+    ("/proc/1106110/net/ip6_tables_names", "/proc/*/net/ip6_tables_names"),
+    ("/proc/self/status", "/proc/self/status"),
+    ("/proc/sys/kernel/ngroups_max", "/proc/sys/kernel/ngroups_max"),
+    ("/10676/task/10676/attr/apparmor/exec", "/*/task/*/attr/apparmor/exec"),
+    ("/var/lib/containers/storage/overlay/8a0a50ee00/merged/dev",
+     "/var/lib/containers/storage/overlay/*/merged/dev"),
+    ("/sys/devices/pci0000:00/0000:00:03.0/virtio0/host0/target0:0:7/0:0:7:0/block/sdb/",
+     "/sys/devices/**"),
+    ("/run/secrets/kubernetes.io/serviceaccount/..2025_05_28_06_46_38.392375317/token",
+     "/run/secrets/kubernetes.io/serviceaccount/..*/token"),
+    ("/tmp/php04Ha0a", "/tmp/php*"),
+    ("/tmp/tmp.aB3xY9Qz0P", "/tmp/tmp.*"),
+    ("/app/static/js/main.8f3a2b1c.chunk.js", "/app/static/js/main.*.chunk.js"),
+    ("/usr/lib/python3.11/json/decoder.py", "/usr/lib/python3.11/json/decoder.py"),
+    ("/data/mysql/ib_logfile0", "/data/mysql/ib_logfile0"),
+    ("/x/v1/serverresources.json", "/x/v1/serverresources.json"),
+    ("/etc/nginx/nginx.conf", "/etc/nginx/nginx.conf"),
+    ("relative/path", "relative/path"),
+    ("/", "/"),
+    ("", ""),
+]
+
+
+@pytest.fixture(scope="module")
+def clf() -> PathClassifier:
+    return load_default()
+
+
+@pytest.mark.parametrize(("path", "expected"), ISSUE_CASES + MORE_CASES)
+def test_collapse(clf: PathClassifier, path: str, expected: str) -> None:
+    got = clf.collapse(path)
+    assert got == expected
+    assert matches(got, path)
+
+
+def test_load_default_is_cached() -> None:
+    assert load_default() is load_default() is PathClassifier.load_default()
+    assert load_default().model.version.startswith("3.")
+
+
+def test_literal_metacharacters_stay_literal(clf: PathClassifier) -> None:
+    # A file literally named "*" or "{a,b}" must never become a wildcard.
+    for path in ("/tmp/*", "/srv/a{b,c}.txt", "/data/x?y[1].log", '/srv/"q"', "/srv/a\\b"):
+        got = clf.collapse(path)
+        assert matches(got, path), (path, got)
+        assert glob_to_regex(got).match(path + "x") is None, (path, got)
+    assert clf.collapse("/tmp/*") == "/tmp/\\*"
+
+
+def test_random_part_with_metacharacter_neighbour(clf: PathClassifier) -> None:
+    got = clf.collapse("/tmp/a{b}-3c5928afbbefea1b0acf34b9acd866d2")
+    assert got == "/tmp/a\\{b\\}-*"
+    assert matches(got, "/tmp/a{b}-3c5928afbbefea1b0acf34b9acd866d2")
+
+
+def test_explain(clf: PathClassifier) -> None:
+    ex = clf.explain("/proc/1106048/fdinfo/10")
+    assert [e.result for e in ex] == ["proc", "*", "fdinfo", "*"]
+    assert all(isinstance(e, Explanation) for e in ex)
+    assert ex[1].rule is not None and "proc" in ex[1].rule
+    uuid = clf.explain("/var/lib/kubelet/pods/00112233-4455-6677-8899-aabbccddeeff")[-1]
+    assert (uuid.rule, uuid.result) == ("uuid", "*")
+    php = clf.explain("/tmp/php04Ha0a")[-1]
+    assert php.rule == "model" and php.score is not None and php.score > 0.5
+
+
+def test_sibling_collapse() -> None:
+    base = "/var/cache/nginx/client_temp/"
+    counters = [f"{base}{i:010d}" for i in range(1, 15)]
+    other = ["/var/cache/nginx/client_temp", "/etc/nginx/nginx.conf", f"{base}README"]
+    out = collapse_siblings(counters + other, threshold=10)
+    assert {out[p] for p in counters} == {f"{base}*"}
+    assert all(out[p] == p for p in other)
+    assert all(matches(out[p], p) for p in counters)
+    # Below the threshold nothing changes.
+    few = collapse_siblings(counters[:5], threshold=10)
+    assert all(few[p] == p for p in counters[:5])
+
+
+def test_sibling_collapse_keeps_affixes_and_depth() -> None:
+    man = [f"/usr/share/man/man{i}/x.gz" for i in range(1, 10)]
+    out = collapse_siblings(man, threshold=9)
+    assert set(out.values()) == {"/usr/share/man/man*/x.gz"}
+    libs = [f"/usr/lib/lib{n}.so.1" for n in "abcdefghijkl"]
+    assert all(k == v for k, v in collapse_siblings(libs, threshold=3).items())
+
+
+def test_lid_ds_php_temp_files(clf: PathClassifier) -> None:
+    tsv = SHARED / "data/traces/lid-ds/aggressive_nightingale_1018.paths.tsv"
+    rows = list(csv.DictReader(tsv.open(), delimiter="\t"))
+    php = [r["path"] for r in rows if re.fullmatch(r"/tmp/php[A-Za-z0-9]{6}", r["path"])]
+    assert len(php) > 50
+    assert {clf.collapse(p) for p in php} == {"/tmp/php*"}
+    for r in rows:
+        assert matches(clf.collapse(r["path"]), r["path"])
+    for stable in ("/etc/apache2/.htpasswd", "/dev/urandom", "/etc/group"):
+        assert clf.collapse(stable) == stable
+
+
+def _same_language(ours: str, upstream: str, probes: list[str]) -> bool:
+    """SPO writes @{pid}/@{tid}; armorflow writes *. Compare what the patterns match."""
+    upstream = upstream.removeprefix("owner ").replace("@{pid}", "*").replace("@{tid}", "*")
+    return all(matches(ours, p) == matches(upstream, p) for p in probes)
+
+
+def test_reference_pairs(clf: PathClassifier) -> None:
+    pairs = SHARED / "data/paths/collapse_ground_truth_pairs.tsv"
+    spo = SHARED / "data/audit/security-profiles-operator/spo_ReplaceVarianceInFilePath_cases.tsv"
+    rows = [(r["input_path"], r["expected_upstream_output"])
+            for r in csv.DictReader(pairs.open(), delimiter="\t")]
+    rows += [(r["input_path"], r["expected"]) for r in csv.DictReader(spo.open(), delimiter="\t")]
+    assert len(rows) >= 30
+    for path, upstream in rows:
+        ours = clf.collapse(path)
+        assert matches(ours, path)
+        probes = [path, re.sub(r"\d", "7", path), path.replace("/1", "/42"), path + "/x"]
+        assert _same_language(ours, upstream, probes), (path, ours, upstream)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """Test root so that sub-commands keep their names."""
+
+    register(app)
+    return app
+
+
+def test_cli_collapse_keeps_order() -> None:
+    paths = ["/proc/1", "/etc/hosts", "/tmp/kubelet-detect-safe-umount1404256428", "/proc/1"]
+    res = CliRunner().invoke(_app(), ["collapse"], input="\n".join(paths) + "\n")
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines() == [
+        "/proc/*", "/etc/hosts", "/tmp/kubelet-detect-safe-umount*", "/proc/*",
+    ]
+
+
+def test_cli_collapse_explain_and_siblings() -> None:
+    paths = [f"/var/cache/nginx/client_temp/{i:010d}" for i in range(12)]
+    res = CliRunner().invoke(
+        _app(), ["collapse", "--siblings", "10"], input="\n".join(paths) + "\n"
+    )
+    assert res.exit_code == 0, res.output
+    assert set(res.output.splitlines()) == {"/var/cache/nginx/client_temp/*"}
+    res = CliRunner().invoke(_app(), ["collapse", "--explain"], input="/tmp/php04Ha0a\n")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0] == "/tmp/php*"
+    assert any("model score=" in line for line in lines[1:])
+
+
+def test_cli_info() -> None:
+    res = CliRunner().invoke(_app(), ["classifier", "info"])
+    assert res.exit_code == 0, res.output
+    assert "version: 3." in res.output
+    meta = json.loads(res.output.split("meta: ", 1)[1])
+    assert meta["seed"] and meta["generators"]
