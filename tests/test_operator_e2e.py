@@ -175,6 +175,11 @@ class Emulator:
         found = self._call("GET", f"/apis/crd.varmor.org/v1beta1/varmorclusterpolicies/{name}")
         return found if isinstance(found, dict) else None
 
+    def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self._call(
+            "GET", f"/apis/crd.varmor.org/v1beta1/namespaces/{namespace}/varmorpolicies/{name}")
+        return found if isinstance(found, dict) else None
+
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any]:
         found = self._call("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
         assert isinstance(found, dict)
@@ -537,3 +542,49 @@ def test_the_real_pipeline_completes_the_policy(
         worker.stop()
         if emulator.get_cluster_policy("demo-4") is not None:
             emulator.delete_cluster_policy("demo-4")
+
+
+def test_a_namespaced_policy_models_its_own_namespace(
+    emulator: Emulator, broker: EmbeddedBroker, operator_process: subprocess.Popen[bytes]
+) -> None:
+    controls = TopicReader(broker, CONTROL_TOPIC)
+    targets = TopicReader(broker, TARGETS_TOPIC)
+    enabled = {"app": "cart", "sandbox.varmor.org/enable": "true"}
+    try:
+        for namespace in ("shop", "other"):
+            deployment = seed_deployment(namespace, enabled, {})
+            deployment["metadata"]["name"] = "cart"
+            deployment["spec"]["selector"] = {"matchLabels": {"app": "cart"}}
+            emulator.create(deployment)
+        policy = yaml.safe_load(SEED_POLICY)
+        policy["kind"] = "VarmorPolicy"
+        policy["metadata"] = {"name": "web", "namespace": "shop"}
+        policy["spec"]["target"] = {"kind": "Deployment", "name": "cart", "containers": ["c1"]}
+        emulator.create(policy)
+        obj = wait_for("Modeling", lambda: (
+            ((emulator.get_policy("shop", "web") or {}).get("status") or {}).get("phase")
+            == "Modeling" and emulator.get_policy("shop", "web")), proc=operator_process)
+        assert obj["status"]["profileName"] == "varmor-shop-web"
+        assert obj["status"]["modeling"]["workloadsRestarted"] == 1
+
+        def restarted(namespace: str) -> bool:
+            template = emulator.get_deployment(namespace, "cart")["spec"]["template"]
+            return "armorflow.io/restartedAt" in (template["metadata"].get("annotations") or {})
+
+        assert restarted("shop") and not restarted("other")
+
+        def starts() -> list[Control]:
+            return [decode_control(v) for k, v in controls.poll()
+                    if k == "varmor-shop-web" and v]
+
+        (start,) = wait_for("the start control", starts, proc=operator_process)
+        assert start.type == "start" and start.namespace == "shop"
+        assert start.policy.kind == "VarmorPolicy" and start.policy.namespace == "shop"
+        record = wait_for("the targets record", lambda: [
+            orjson.loads(v) for k, v in targets.poll() if k == "varmor-shop-web" and v])[-1]
+        # the named Deployment became its pods' selector, in the policy's namespace only
+        assert record["selector"] == {"matchLabels": {"app": "cart"}}
+        assert record["namespaces"] == ["shop"] and record["containers"] == ["c1"]
+    finally:
+        controls.close()
+        targets.close()
