@@ -83,8 +83,10 @@ class TracerFeed:
     filters in the kernel. Events of an enforcer a container opted out of are dropped.
     """
 
-    def __init__(self, tracer: Any, attributor: Attributor, node: str, rescan_s: float = 2.0):
+    def __init__(self, tracer: Any, attributor: Attributor, node: str, rescan_s: float = 2.0,
+                 *, owns_tracer: bool = True):
         self.tracer = tracer
+        self.owns_tracer = owns_tracer
         self.attributor = attributor
         self.node = node
         self.rescan_s = rescan_s
@@ -131,7 +133,12 @@ class TracerFeed:
                 **as_dict}
 
     def close(self) -> None:
-        self.tracer.stop()
+        if self.owns_tracer:
+            self.tracer.stop()
+            return
+        for target_id, _ in self._by_mntns.values():
+            self.tracer.remove_target(target_id)
+        self._by_mntns.clear()
 
 
 class TargetsFeed:

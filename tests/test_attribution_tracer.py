@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,10 +90,20 @@ def broker(noida_broker: EmbeddedBroker) -> Iterator[EmbeddedBroker]:
     yield noida_broker
 
 
-def run_container(broker: EmbeddedBroker, tmp_path: Path, annotations: dict[str, str]
-                  ) -> tuple[str, FakeContainer, dict[str, object]]:
+@pytest.fixture(scope="module")
+def tracer() -> Iterator[Any]:
+    """One compiled and attached tracer for the module (compiling takes seconds)."""
     from armorflow.agents.bpf.tracer import Tracer
 
+    if os.geteuid() != 0:
+        pytest.fail("needs root (eBPF)")
+    running = Tracer(node="node-t").start()
+    yield running
+    running.stop()
+
+
+def run_container(broker: EmbeddedBroker, tracer: Any, tmp_path: Path,
+                  annotations: dict[str, str]) -> tuple[str, FakeContainer, dict[str, object]]:
     profile = f"tracer-{uuid.uuid4().hex[:6]}"
     container = FakeContainer("cat /etc/hostname; id; ls /tmp >/dev/null")
     try:
@@ -101,8 +112,7 @@ def run_container(broker: EmbeddedBroker, tmp_path: Path, annotations: dict[str,
                             annotations=annotations)
         target = Target(profile, selector=LabelSelector({"app": "demo-4"}))
         attributor = Attributor(TargetSet([target]), StaticResolver([workload]))
-        tracer = Tracer(node="node-t").start()
-        feed = TracerFeed(tracer, attributor, "node-t")
+        feed = TracerFeed(tracer, attributor, "node-t", owns_tracer=False)
         publisher = Publisher(broker.settings(), tmp_path / "spool")
         agent = Agent(node="node-t", publisher=publisher, sources=[], attributor=attributor,
                       event_sources=[feed])
@@ -118,8 +128,10 @@ def run_container(broker: EmbeddedBroker, tmp_path: Path, annotations: dict[str,
         container.cleanup()
 
 
-def test_tracer_follows_a_targeted_container(broker: EmbeddedBroker, tmp_path: Path) -> None:
-    profile, container, stats = run_container(broker, tmp_path, {})
+def test_tracer_follows_a_targeted_container(
+    broker: EmbeddedBroker, tracer: Any, tmp_path: Path
+) -> None:
+    profile, container, stats = run_container(broker, tracer, tmp_path, {})
     events = profile_events(broker.settings(), profile)
     assert events, stats
     assert {e["container_id"] for e in events} == {container.container_id}
@@ -131,8 +143,11 @@ def test_tracer_follows_a_targeted_container(broker: EmbeddedBroker, tmp_path: P
     assert any(e["kind"] == "syscall" and e["name"] == "openat" for e in events)
 
 
-def test_apparmor_opt_out_keeps_only_syscalls(broker: EmbeddedBroker, tmp_path: Path) -> None:
-    profile, _, stats = run_container(broker, tmp_path, {APPARMOR_OPT_OUT + "c0": "unconfined"})
+def test_apparmor_opt_out_keeps_only_syscalls(
+    broker: EmbeddedBroker, tracer: Any, tmp_path: Path
+) -> None:
+    opt_out = {APPARMOR_OPT_OUT + "c0": "unconfined"}
+    profile, _, stats = run_container(broker, tracer, tmp_path, opt_out)
     events = profile_events(broker.settings(), profile)
     assert events and {e["kind"] for e in events} == {"syscall"}, stats
     assert stats["event_sources"][0]["opted_out"] > 0  # type: ignore[index]
