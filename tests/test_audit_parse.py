@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import seccomp
+
 from armorflow.agents.audit import AuditParser, Observation, parse_record, top_profile
 from armorflow.agents.audit.records import text_field
 
@@ -265,3 +266,24 @@ def test_operation_kinds(line: str, kind: str, fields: dict[str, Any]) -> None:
     assert obs is not None, parser.stats.as_dict()
     assert (obs.kind, obs.fields, obs.label) == (kind, fields, "p")
     obs.to_event("p")  # validates against the schema
+
+
+def _seccomp(arch: str, number: int, enriched: str = "") -> str:
+    return (f"type=SECCOMP msg=audit(1.001:1): auid=0 uid=0 gid=0 ses=1 pid=5 comm=\"x\" "
+            f"exe=\"/x\" sig=0 arch={arch} syscall={number} compat=0 ip=0x1 code=0x7ffc0000"
+            + (f"\x1d{enriched}" if enriched else ""))
+
+
+def test_seccomp_arches_and_the_enriched_fallback() -> None:
+    parser = AuditParser()
+    i386 = parser.feed(_seccomp("40000003", 11))
+    assert i386 is not None and i386.fields["name"] == libseccomp_name(11, "i386")
+    # An arch armorflow does not name (aarch64): auditd's interpretation is the fallback...
+    arm = parser.feed(_seccomp("c00000b7", 56, "ARCH=aarch64 SYSCALL=openat"))
+    assert arm is not None and arm.fields["name"] == "openat"
+    # ... except its unknown-syscall quirk, which names nothing.
+    assert parser.feed(_seccomp("c00000b7", 56, "ARCH=aarch64 SYSCALL=unknown-syscall(56)")) is None
+    assert parser.stats.ignored == {"no name for syscall 56 on arch 0xc00000b7": 1}
+    # A killing action is enforcement, not behaviour to model.
+    killed = _seccomp("c000003e", 59).replace("code=0x7ffc0000", "code=0x80000000")
+    assert parser.feed(killed) is None and parser.stats.denied == 1
