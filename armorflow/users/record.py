@@ -156,6 +156,8 @@ def record_topics(
                         break
                 if on_progress is not None:
                     on_progress(reader.messages, count, total)
+                if _stop():
+                    break
         except KeyboardInterrupt:
             pass  # Ctrl-C ends a live recording; what was read so far is kept.
         messages = reader.messages

@@ -303,7 +303,7 @@ def print_report(rendered: list[RenderedModel], events: EventSummary | None) -> 
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     if events is not None:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(events.by_kind.items()))
         console.print(f"recording: {sum(events.by_kind.values())} events ({kinds}) over "

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    OFFSET_END,
     Consumer,
     KafkaError,
     KafkaException,
@@ -105,7 +104,10 @@ class TopicReader:
                 key = (topic, partition)
                 self.ends[key] = high
                 self.positions[key] = low if self.from_beginning else high
-                start = OFFSET_BEGINNING if self.from_beginning else OFFSET_END
+                # A live tail starts at the watermark just read rather than at the
+                # symbolic end, which librdkafka resolves later: an event published
+                # right after start-up must not fall in between.
+                start = OFFSET_BEGINNING if self.from_beginning else high
                 assignment.append(TopicPartition(topic, partition, start))
         self._consumer.assign(assignment)
 
@@ -147,6 +149,8 @@ class TopicReader:
                 events = decode_events(msg.value() or b"", rejects)
                 if events:
                     yield events
+                    if stop():
+                        return
 
     def close(self) -> None:
         self._consumer.close()
