@@ -15,9 +15,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from armorflow.agents.publish import Publisher
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
+from armorflow.agents.publish import Publisher
 from armorflow.broker import EmbeddedBroker
 from armorflow.config import KafkaSettings
 from armorflow.events import Event, decode_value, make_event, validate
@@ -123,6 +123,62 @@ def test_broker_outage_and_agent_restart_lose_nothing(tmp_path: Path) -> None:
         # At least once: repeats are possible (re-sends after an unseen ack), and counted.
         repeats = sum(n - 1 for n in Counter(after).values() if n > 1)
         print(f"delivered 4000 events; {repeats} repeated after the outage; {stats}")
+    finally:
+        for b in (restarted, broker):
+            if b is not None:
+                b.stop()
+        shutil.rmtree(tmp_path / "broker", ignore_errors=True)
+
+
+@pytest.mark.root
+def test_events_captured_during_an_outage_arrive_after_it(tmp_path: Path) -> None:
+    """Real SECCOMP records captured (netlink) while the broker is down reach Kafka later."""
+    import os
+    import subprocess
+    import sys
+
+    from armorflow.agents.agent import AgentOptions, build_agent
+
+    if os.geteuid() != 0:
+        pytest.fail("needs root (CAP_AUDIT_READ)")
+    broker = EmbeddedBroker(impl="noida", data_dir=tmp_path / "broker").start()
+    profile = f"captured-{uuid.uuid4().hex[:6]}"
+    restarted: EmbeddedBroker | None = None
+    agent = build_agent(AgentOptions(
+        settings=broker.settings(), state_dir=tmp_path / "state", node="n-out",
+        audit_log_paths=str(tmp_path / "none.log"), local_profile=profile,
+        message_timeout_ms=2_000, retry_interval_s=0.5))
+    syscalls = ["getcwd", "getppid", "getuid", "getgid", "geteuid", "getegid"]
+    code = ("import os, seccomp\nf = seccomp.SyscallFilter(seccomp.ALLOW)\n"
+            + "".join(f"f.add_rule(seccomp.LOG, {name!r})\n" for name in syscalls)
+            + "f.load()\n" + "".join(f"os.{name}()\n" for name in syscalls))
+    try:
+        broker.kill()
+        child = subprocess.Popen([sys.executable, "-c", code])
+        assert child.wait(30) == 0
+        deadline = time.monotonic() + 20
+        while agent.publisher.stats().get("spooled_events", 0) < len(syscalls):
+            assert time.monotonic() < deadline, agent.stats()
+            agent.step(0.2)
+        restarted = EmbeddedBroker(impl="noida", port=broker.port, data_dir=broker.data_dir)
+        restarted.start()
+        deadline = time.monotonic() + 30
+        while agent.publisher.stats()["spooling"]:
+            assert time.monotonic() < deadline, agent.stats()
+            agent.step(0.2)
+        agent.close()
+        consumer = Consumer(restarted.settings().librdkafka(**{
+            "group.id": f"check-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}))
+        consumer.subscribe(["armorflow.events.syscall"])
+        names: set[str] = set()
+        deadline = time.monotonic() + 30
+        while not set(syscalls) <= names and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=100, timeout=0.5):
+                if msg.error() is None and msg.key() == profile.encode():
+                    names |= {validate(e)["name"] for e in decode_value(msg.value() or b"")
+                              if validate(e)["pid"] == child.pid}
+        consumer.close()
+        assert set(syscalls) <= names
     finally:
         for b in (restarted, broker):
             if b is not None:
