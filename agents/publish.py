@@ -197,10 +197,11 @@ class Publisher:
             self._spool_held()
 
     def _spool_held(self) -> None:
+        # Not fsynced here, once per message: durable_seq() and flush() sync before they
+        # report anything as safe.
         held, self._held = self._held, []
         for record, _ in held:
             self._to_spool(record)
-        self.spool.sync()
 
     def _to_spool(self, record: SpoolRecord) -> None:
         try:
