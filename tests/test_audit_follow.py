@@ -151,3 +151,35 @@ def test_the_first_existing_path_wins(tmp_path: Path) -> None:
     write(present, range(3))
     source = AuditSource(f"{missing}|{present}", from_start=True)
     assert source.mode == "file" and drain(source) == [0, 1, 2]
+
+
+def test_audit_verb_writes_schema_events(tmp_path: Path) -> None:
+    """`armorflow audit --from FILE --out FILE.jsonl`: a local parse for analysts."""
+    import json
+    import subprocess
+    import sys
+
+    from armorflow.events import read_events
+
+    source = Path(__file__).resolve().parents[2] / "shared" / "data" / "audit" / "varmor" / (
+        "varmor_test_audit_lines.log")
+    out = tmp_path / "events.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "armorflow.cli", "audit", "--from", str(source), "--out", str(out),
+         "--node", "n1"], capture_output=True, timeout=60, check=True)
+    events = list(read_events(out))
+    stats = json.loads(done.stderr.decode().strip().splitlines()[-1])
+    # Without --profile only records naming an AppArmor profile become events: 3 AppArmor
+    # ALLOWED/AUDIT lines and the 2 SECCOMP lines whose subj names a profile.
+    assert stats["written"] == len(events) == 5 and stats["unattributed"] == 5
+    assert stats["denied"] == 2 and stats["malformed"] == 0
+    assert {e["profile"] for e in events} == {
+        "varmor-demo-demo-4", "varmor-demo-demo-1", "varmor-cluster-varmor-demo-4",
+        "cri-containerd.apparmor.d"}
+    assert all(e["node"] == "n1" for e in events)
+    with_profile = tmp_path / "all.jsonl"
+    subprocess.run([sys.executable, "-m", "armorflow.cli", "audit", "--from", str(source),
+                    "--out", str(with_profile), "--profile", "fallback"],
+                   capture_output=True, timeout=60, check=True)
+    fallback = [e for e in read_events(with_profile) if e["profile"] == "fallback"]
+    assert len(fallback) == 5 and {e["kind"] for e in fallback} == {"syscall"}
