@@ -1,0 +1,162 @@
+"""``armorflow report``: text and HTML summaries of real models, the HTML rendered by
+headless Debian chromium (screenshot and DOM) without errors."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+import zlib
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from armorflow.aaglob import escape_literal
+from armorflow.cli import app
+from armorflow.events import read_events
+from armorflow.model import BehaviourModel, reduce_events
+from armorflow.render import compile_check, render_apparmor
+from armorflow.users.report import load_models
+
+RECORDING = Path(__file__).resolve().parents[1] / "docs" / "query-example.jsonl"
+DB, WEB = "varmor-default-db", "varmor-default-web"
+
+
+def _collapse(path: str) -> str:
+    """A stand-in for the classifier: two trees become globs, the rest stays literal."""
+    if path.startswith("/var/lib/postgresql/data/base/"):
+        return "/var/lib/postgresql/data/base/**"
+    if path.startswith("/var/cache/nginx/client_temp/"):
+        return "/var/cache/nginx/client_temp/*"
+    return escape_literal(path)
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, BehaviourModel]:
+    return reduce_events(read_events(RECORDING), _collapse)
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path, models: dict[str, BehaviourModel]) -> Path:
+    directory = tmp_path / "models"
+    directory.mkdir()
+    for name, model in models.items():
+        (directory / f"{name}.model.json").write_bytes(orjson.dumps(model.to_dict()))
+    # What `armorflow model` writes beside a model must not be taken for one.
+    (directory / f"{WEB}.seccomp.json").write_text('{"defaultAction": "SCMP_ACT_ERRNO"}')
+    return directory
+
+
+def _flat(text: str) -> str:
+    """Terminal output without rich's box drawing and line wrapping."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+def _report(*args: str) -> str:
+    result = CliRunner().invoke(app, ["report", *args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.stdout
+
+
+def test_text_report_shows_counts_rules_and_collapses(model_dir: Path) -> None:
+    out = _report(str(model_dir))
+    assert f"profile {DB}" in out and f"profile {WEB}" in out
+    assert re.search(r"executions\s+│\s+3", out)  # db: sh, pg_isready, postgres
+    assert "/var/lib/postgresql/data/base/5/16384  ->  /var/lib/postgresql/data/base/**" in out
+    assert "/var/cache/nginx/client_temp/0000000001  ->  /var/cache/nginx/client_temp/*" in out
+    assert "owner /var/lib/postgresql/data/base/** rw," in out
+    assert '"defaultAction": "SCMP_ACT_ERRNO"' in out and '"fsync"' in out
+
+
+def test_loads_files_dirs_and_plain_dynamic_results(
+    tmp_path: Path, models: dict[str, BehaviourModel]
+) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "a.json").write_bytes(orjson.dumps(models[DB].to_dynamic_result()))
+    (plain / "notes.json").write_text('["not a model"]')
+    skipped: list[str] = []
+    (loaded,) = load_models(plain, skipped)
+    assert loaded.name == DB
+    assert loaded.model.to_dynamic_result() == models[DB].to_dynamic_result()
+    assert len(skipped) == 1 and "notes.json" in skipped[0]
+    (single,) = load_models(plain / "a.json")
+    assert single.name == DB
+    result = CliRunner().invoke(app, ["report", str(plain / "notes.json")])
+    assert result.exit_code != 0 and "not a model document" in _flat(result.output)
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
+    assert result.exit_code != 0 and "does not exist" in _flat(result.output)
+
+
+def test_reported_apparmor_profile_compiles(
+    models: dict[str, BehaviourModel], apparmor_parser: str
+) -> None:
+    compile_check(render_apparmor(DB, models[DB]).text)
+
+
+def _png_pixels_vary(png: bytes) -> tuple[int, int, int]:
+    """(width, height, distinct byte values of the decoded image data)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, height = 8, b"", 0, 0
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos:pos + 4])
+        kind = png[pos + 4:pos + 8]
+        body = png[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height = struct.unpack(">II", body[:8])
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    return width, height, len(set(zlib.decompress(idat)))
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.fail("chromium missing: run make setup")
+    with tempfile.TemporaryDirectory() as profile_dir:
+        return subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--no-first-run", f"--user-data-dir={profile_dir}", "--enable-logging=stderr",
+             "--v=0", *args],
+            capture_output=True, text=True, timeout=90, check=False,
+        )
+
+
+@pytest.mark.slow
+def test_html_report_renders_in_headless_chromium(model_dir: Path, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    out = _report(str(model_dir), "--html", str(page), "--events", str(RECORDING))
+    assert f"wrote {page}" in out
+    html = page.read_text()
+    assert "<script" not in html and "http://" not in html.replace(
+        'xmlns="http://www.w3.org/2000/svg"', ""
+    )  # self-contained: nothing to fetch, nothing to run
+
+    shot = tmp_path / "report.png"
+    run = _chromium("--window-size=1000,1800", f"--screenshot={shot}", page.as_uri())
+    assert run.returncode == 0, run.stderr[-2000:]
+    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console
+    assert "Page load failed" not in run.stderr
+    width, height, distinct = _png_pixels_vary(shot.read_bytes())
+    assert (width, height) == (1000, 1800)
+    assert distinct > 64, "the screenshot is (nearly) blank"
+
+    dom = _chromium("--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Events per kind over the window" in dom.stdout
+    assert "46 events over 139.0 s" in dom.stdout
+    assert dom.stdout.count("<svg") == 1 + 1 + 2  # timeline, kinds, one per model
+    assert f"profile {DB} flags=" in dom.stdout and f"profile {WEB} flags=" in dom.stdout
+    # The web model: both nginx pods' client_temp file collapsed to one glob.
+    assert "/var/cache/nginx/client_temp/0000000001</td><td>/var/cache/nginx/client_temp/*" in (
+        dom.stdout
+    )
+    # 30 bins over 139 s: the first (4.6 s) holds the start-up execs at 1 s to 5 s.
+    assert "<title>exec: 5</title>" in dom.stdout
