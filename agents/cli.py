@@ -27,6 +27,16 @@ def register(app: typer.Typer) -> None:
     """Add this component's verbs to ``app``."""
     register_agent(app)
     register_audit(app)
+    register_trace(app)
+
+
+# --- armorflow trace (agents/trace_cmd.py) ---------------------------------------------------
+
+
+def register_trace(app: typer.Typer) -> None:
+    from armorflow.agents.trace_cmd import register_trace as register
+
+    register(app)
 
 
 # --- armorflow agent ------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import resource
 import select
 import time
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ class LocalContainer:
     _spawner: int = 0
     _go_w: int = -1
     _exit_code: int | None = None
+    #: Resource use of the command and every descendant it waited for, once it ended.
+    rusage: resource.struct_rusage | None = None
     _released: bool = field(default=False)
 
     def spawn(self) -> LocalContainer:
@@ -169,9 +172,10 @@ class LocalContainer:
     def poll(self) -> int | None:
         """The command's exit code once it has ended, else None."""
         if self._exit_code is None and self._spawner:
-            done, status = os.waitpid(self._spawner, os.WNOHANG)
+            done, status, usage = os.wait4(self._spawner, os.WNOHANG)
             if done:
                 self._exit_code = os.waitstatus_to_exitcode(status)
+                self.rusage = usage
         return self._exit_code
 
     def wait(self, timeout_s: float | None = None) -> int:

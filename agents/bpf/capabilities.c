@@ -1,14 +1,16 @@
 // Capabilities: each distinct capability a target uses, once per target. Only granted
 // checks count: AppArmor's hook runs after the capability bits allow the use.
 
-TRACEPOINT_PROBE(capability, cap_capable) {
-    if (args->ret != 0)
+RAW_TRACEPOINT_PROBE(cap_capable) {
+    // TP_PROTO(const struct cred *cred, struct user_namespace *target_ns,
+    //          const struct user_namespace *capable_ns, int cap, int ret)
+    if ((int)ctx->args[4] != 0)
         return 0;
     u32 target = current_target();
     if (!target)
         return 0;
     count(CNT_OBSERVED);
-    u32 cap = args->cap;
+    u32 cap = (u32)ctx->args[3];
     if (cap >= 128)
         return 0;
     u32 slot = target & (MAX_TARGETS - 1);

@@ -85,7 +85,6 @@ BPF_HASH(pid_targets, u32, u32, MAX_PIDS);
 // indexed by target id modulo MAX_TARGETS (a power of two); ids are never reused and a
 // slot is zeroed when a new target takes it
 BPF_ARRAY(target_state, struct target_state, MAX_TARGETS);
-BPF_TABLE("lru_hash", struct file_key, u8, seen_files, SEEN_FILES);
 BPF_TABLE("lru_hash", struct file_key, u8, seen_execs, SEEN_EXECS);
 BPF_TABLE("lru_hash", struct net_key, u8, seen_networks, SEEN_SMALL);
 BPF_TABLE("lru_hash", struct signal_key, u8, seen_signals, SEEN_SMALL);
@@ -128,8 +127,57 @@ static __always_inline u32 task_target(void *task, u32 tgid) {
     return by_pid ? *by_pid : 0;
 }
 
+// Per-CPU memo of the last task's target: the full lookup costs three kernel reads and
+// two hash lookups, and runs on every syscall of every process on the node. The memo is
+// valid while the task (pointer and pid) is the same and the generation has not moved;
+// the generation is bumped by the agent when targets change and by the programs when a
+// target task changes namespaces (unshare, setns) or executes a new image.
+struct task_memo {
+    u64 task;
+    u64 pid_tgid;
+    u64 generation;
+    u32 target;
+    u32 compat;
+};
+BPF_PERCPU_ARRAY(task_memos, struct task_memo, 1);
+BPF_ARRAY(generation, u64, 1);
+
+static __always_inline u64 current_generation(void) {
+    u32 zero = 0;
+    u64 *value = generation.lookup(&zero);
+    return value ? *value : 0;
+}
+
+static __always_inline void bump_generation(void) {
+    u32 zero = 0;
+    u64 *value = generation.lookup(&zero);
+    if (value)
+        __sync_fetch_and_add(value, 1);
+}
+
+static __always_inline struct task_memo *current_memo(void) {
+    u32 zero = 0;
+    struct task_memo *memo = task_memos.lookup(&zero);
+    if (!memo)
+        return NULL;
+    u64 task = bpf_get_current_task();
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u64 gen = current_generation();
+    if (memo->task == task && memo->pid_tgid == pid_tgid && memo->generation == gen)
+        return memo;
+    u32 status = 0;
+    bpf_probe_read_kernel(&status, sizeof(status), (void *)task + OFF_TASK_TI_STATUS);
+    memo->target = task_target((void *)task, pid_tgid >> 32);
+    memo->compat = status & TS_COMPAT_BIT;
+    memo->task = task;
+    memo->pid_tgid = pid_tgid;
+    memo->generation = gen;
+    return memo;
+}
+
 static __always_inline u32 current_target(void) {
-    return task_target((void *)bpf_get_current_task(), bpf_get_current_pid_tgid() >> 32);
+    struct task_memo *memo = current_memo();
+    return memo ? memo->target : 0;
 }
 
 static __always_inline struct event *event_start(u32 kind, u32 target) {

@@ -1,7 +1,12 @@
-// Files: every distinct (file, AppArmor permission set) a target opens successfully.
-// The open flags are kept at syscall entry; at exit, a successful descriptor leads to the
-// struct file, whose path is walked in the kernel (so relative names, "..", symlinks and
-// bind mounts come out as the absolute path AppArmor mediates).
+// Files: every distinct (name, AppArmor permission set) a target opens successfully.
+//
+// One raw sys_exit program serves open, openat, openat2 and creat: the arguments are
+// still in the saved user registers at exit, so no entry program or pending map is
+// needed, and a failed open costs nothing more. Already-seen opens are recognised by a
+// hash of the name as passed (plus the working directory or directory descriptor for
+// relative names), which is cheap; for a new one the struct file behind the returned
+// descriptor is found and its path walked in the kernel, so the event carries the
+// absolute path AppArmor mediates (symlinks, "..", bind mounts resolved).
 
 #define PERM_READ 1
 #define PERM_WRITE 2
@@ -12,14 +17,25 @@
 #define FLAG_TRUNC 01000
 #define FLAG_APPEND 02000
 #define FLAG_PATH 010000000
+#define AT_FDCWD_VALUE -100
 
-struct pending_open {
-    u64 flags;
-    u32 target;
-    u32 pad;
+#define NAME_WORDS 512  // the hashed name is at most 4096 bytes
+
+// Registers saved at syscall entry, from dx to orig_ax (one read; order as in pt_regs).
+struct saved_args {
+    u64 dx;
+    u64 si;
+    u64 di;
+    u64 orig_ax;
 };
 
-BPF_HASH(pending_opens, u32, struct pending_open, MAX_PIDS);
+struct name_key {
+    u32 target;
+    u32 perms;
+    u64 hash;
+};
+
+BPF_TABLE("lru_hash", struct name_key, u8, seen_names, SEEN_FILES);
 
 // AppArmor's mapping of open flags to requested permissions: O_APPEND turns write into
 // append, O_TRUNC and O_CREAT need write.
@@ -37,59 +53,106 @@ static __always_inline u32 open_perms(u64 flags) {
     return perms;
 }
 
-static __always_inline int open_enter(u64 flags) {
-    u32 target = current_target();
-    if (!target)
-        return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct pending_open pending = {.flags = flags, .target = target};
-    pending_opens.update(&tid, &pending);
-    return 0;
+// FNV-1a over 64-bit words of the name in the scratch buffer (bytes past the end masked).
+static __always_inline u64 name_hash(struct event *e, u32 len) {
+    u64 hash = 0xcbf29ce484222325ULL;
+    for (u32 i = 0; i < NAME_WORDS; i++) {
+        u32 at = i * 8;
+        if (at >= len)
+            break;
+        u64 word = *(u64 *)&e->data[at & POS_MASK];
+        u32 left = len - at;
+        if (left < 8)
+            word &= (1ULL << (left * 8)) - 1;
+        hash = (hash ^ word) * 0x100000001b3ULL;
+    }
+    return hash;
 }
 
-static __always_inline int open_exit(long ret) {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct pending_open *found = pending_opens.lookup(&tid);
-    if (!found)
-        return 0;
-    struct pending_open pending = *found;
-    pending_opens.delete(&tid);
+// Identity of the directory a relative name is resolved from.
+static __always_inline u64 base_directory(s64 dfd) {
+    void *dentry = NULL;
+    if (dfd == AT_FDCWD_VALUE) {
+        void *fs = read_ptr((void *)bpf_get_current_task(), OFF_TASK_FS);
+        if (fs)
+            dentry = read_ptr(fs, OFF_FS_PWD + OFF_PATH_DENTRY);
+    } else {
+        void *dir = current_fd_file(dfd);
+        if (dir)
+            dentry = read_ptr(dir, OFF_FILE_PATH + OFF_PATH_DENTRY);
+    }
+    return (u64)dentry;
+}
+
+RAW_TRACEPOINT_PROBE(sys_exit) {
+    // TP_PROTO(struct pt_regs *regs, long ret)
+    long ret = (long)ctx->args[1];
     if (ret < 0)
         return 0;
+    struct saved_args regs = {};
+    bpf_probe_read_kernel(&regs, sizeof(regs), (void *)ctx->args[0] + OFF_PT_REGS_DX);
+    s64 dfd = AT_FDCWD_VALUE;
+    const void *name;
+    u64 flags;
+    switch (regs.orig_ax) {
+    case SYSNR_OPENAT:
+        dfd = (s64)(int)regs.di;
+        name = (const void *)regs.si;
+        flags = regs.dx;
+        break;
+    case SYSNR_OPEN:
+        name = (const void *)regs.di;
+        flags = regs.si;
+        break;
+    case SYSNR_CREAT:
+        name = (const void *)regs.di;
+        flags = FLAG_CREAT | FLAG_TRUNC | 1;
+        break;
+    case SYSNR_OPENAT2:
+        dfd = (s64)(int)regs.di;
+        name = (const void *)regs.si;
+        flags = 0;  // struct open_how starts with the u64 flags (UAPI)
+        bpf_probe_read_user(&flags, sizeof(flags), (void *)regs.dx);
+        break;
+    default:
+        return 0;
+    }
+    struct task_memo *memo = current_memo();
+    if (!memo || !memo->target || memo->compat)  // i386 numbers differ; see docs
+        return 0;
+    u32 target = memo->target;
     count(CNT_OBSERVED);
-    u32 perms = open_perms(pending.flags);
+    u32 perms = open_perms(flags);
     if (!perms)
+        return 0;
+    u32 zero = 0;
+    struct event *e = scratch.lookup(&zero);
+    if (!e)
+        return 0;
+    long len = bpf_probe_read_user_str(&e->data[0], POS_MASK + 1, name);
+    if (len <= 0)
+        return 0;
+    struct name_key key = {.target = target, .perms = perms};
+    key.hash = name_hash(e, (u32)len);
+    if (e->data[0] != '/')
+        key.hash ^= base_directory(dfd) * 0x9e3779b97f4a7c15ULL;
+    if (seen_names.lookup(&key))
         return 0;
     void *file = current_fd_file(ret);
     if (!file)
         return 0;
-    struct file_key key = {};
-    if (!file_identity(file, pending.target, perms, &key))
-        return 0;
-    if (seen_files.lookup(&key))
+    void *dentry = read_ptr(file, OFF_FILE_PATH + OFF_PATH_DENTRY);
+    void *mnt = read_ptr(file, OFF_FILE_PATH + OFF_PATH_MNT);
+    if (!dentry || !mnt)
         return 0;
     u8 one = 1;
-    seen_files.update(&key, &one);
-    struct event *e = event_start(EV_FILE, pending.target);
+    seen_names.update(&key, &one);
+    e = event_start(EV_FILE, target);
     if (!e)
         return 0;
     e->arg[0] = perms;
     e->arg[1] = current_owns(read_ptr(file, OFF_FILE_INODE));
-    e->data_len = put_path(e, (void *)key.dentry, (void *)key.mnt);
+    e->data_len = put_path(e, dentry, mnt);
     event_send(e);
     return 0;
 }
-
-TRACEPOINT_PROBE(syscalls, sys_enter_openat) { return open_enter(args->flags); }
-TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return open_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_open) { return open_enter(args->flags); }
-TRACEPOINT_PROBE(syscalls, sys_exit_open) { return open_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_creat) { return open_enter(FLAG_CREAT | FLAG_TRUNC | 1); }
-TRACEPOINT_PROBE(syscalls, sys_exit_creat) { return open_exit(args->ret); }
-
-TRACEPOINT_PROBE(syscalls, sys_enter_openat2) {
-    u64 flags = 0;  // struct open_how starts with the u64 flags (UAPI)
-    bpf_probe_read_user(&flags, sizeof(flags), (void *)args->how);
-    return open_enter(flags);
-}
-TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return open_exit(args->ret); }

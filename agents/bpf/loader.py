@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from armorflow.agents.bpf.btf import Btf
+from armorflow.agents.syscalls import syscall_number
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ OFFSETS: Final[dict[str, tuple[str, str]]] = {
     "OFF_TASK_CRED": ("task_struct", "cred"),
     "OFF_TASK_FILES": ("task_struct", "files"),
     "OFF_TASK_TI_STATUS": ("task_struct", "thread_info.status"),
+    "OFF_TASK_FS": ("task_struct", "fs"),
+    "OFF_FS_PWD": ("fs_struct", "pwd"),
+    "OFF_PT_REGS_DX": ("pt_regs", "dx"),
     "OFF_NSPROXY_MNT_NS": ("nsproxy", "mnt_ns"),
     "OFF_MNT_NS_INUM": ("mnt_namespace", "ns.inum"),
     "OFF_CRED_FSUID": ("cred", "fsuid"),
@@ -120,10 +124,25 @@ def kernel_source_dir() -> Path | None:
     )
 
 
+#: Syscalls the programs dispatch on by number (x86_64).
+DISPATCHED_SYSCALLS: Final = ("open", "openat", "openat2", "creat")
+
+
+def syscall_numbers() -> dict[str, int]:
+    numbers = {}
+    for name in DISPATCHED_SYSCALLS:
+        number = syscall_number(name)
+        if number is None:
+            raise LoadError(f"no x86_64 number for syscall {name}")
+        numbers[name] = number
+    return numbers
+
+
 def cflags(offsets: dict[str, int], sizes: Sizes) -> list[str]:
     flags = [f"-D{name}={value}" for name, value in sorted(offsets.items())]
     flags += [
         f"-DTS_COMPAT_BIT={TS_COMPAT}",
+        *(f"-DSYSNR_{name.upper()}={number}" for name, number in syscall_numbers().items()),
         f"-DRING_PAGES={sizes.ring_pages}",
         f"-DMAX_TARGETS={sizes.max_targets}",
         f"-DMAX_PIDS={sizes.max_pids}",

@@ -16,6 +16,10 @@ CAPABILITY_HEADER: Final = Path("/usr/include/linux/capability.h")
 SOCKET_HEADER: Final = Path("/usr/include/x86_64-linux-gnu/bits/socket.h")
 SOCKET_TYPE_HEADER: Final = Path("/usr/include/x86_64-linux-gnu/bits/socket_type.h")
 
+#: The kernel's real-time signal range (the C library reserves the first two).
+KERNEL_SIGRTMIN: Final = 32
+KERNEL_SIGRTMAX: Final = 64
+
 #: Protocol families with several C names, and the one AppArmor's network rules use.
 _FAMILY_PREFERRED: Final = frozenset({"unix", "netlink"})
 
@@ -88,12 +92,11 @@ def socket_type_name(number: int) -> str | None:
 
 
 def signal_name(number: int) -> str | None:
-    """``SIGTERM`` for 15; real-time signals as ``SIGRTMIN+n``."""
+    """``SIGTERM`` for 15. Real-time signals use AppArmor's word ``rtmin+N`` (kernel signal
+    32 + N): the C library's ``SIGRTMIN`` is kernel 34, so ``SIGRTMIN+n`` would be ambiguous."""
+    if KERNEL_SIGRTMIN <= number <= KERNEL_SIGRTMAX:
+        return f"rtmin+{number - KERNEL_SIGRTMIN}"
     try:
         return signal.Signals(number).name
     except ValueError:
-        pass
-    rtmin, rtmax = int(signal.SIGRTMIN), int(signal.SIGRTMAX)
-    if rtmin < number < rtmax:
-        return f"SIGRTMIN+{number - rtmin}"
-    return None
+        return None

@@ -8,6 +8,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
     u32 target = current_target();
     if (!target)
         return 0;
+    bump_generation();  // the new image may use the other syscall ABI
     count(CNT_OBSERVED);
     void *bprm = (void *)ctx->args[2];
     void *file = read_ptr(bprm, OFF_BPRM_FILE);
@@ -45,5 +46,16 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
 TRACEPOINT_PROBE(sched, sched_process_free) {
     u32 pid = args->pid;
     pid_targets.delete(&pid);
+    return 0;
+}
+
+// A task that changed namespaces may have left (or joined) a target's mount namespace.
+TRACEPOINT_PROBE(syscalls, sys_exit_unshare) {
+    bump_generation();
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_setns) {
+    bump_generation();
     return 0;
 }

@@ -6,18 +6,18 @@ RAW_TRACEPOINT_PROBE(sys_enter) {
     long nr = (long)ctx->args[1];
     if (nr < 0 || nr >= 512)
         return 0;
-    void *task = (void *)bpf_get_current_task();
-    u32 target = task_target(task, bpf_get_current_pid_tgid() >> 32);
-    if (!target)
+    struct task_memo *memo = current_memo();
+    if (!memo || !memo->target)
         return 0;
+    u32 target = memo->target;
     count(CNT_OBSERVED);
     u32 slot = target & (MAX_TARGETS - 1);
     struct target_state *state = target_state.lookup(&slot);
     if (!state)
         return 0;
-    u32 status = 0;
-    bpf_probe_read_kernel(&status, sizeof(status), task + OFF_TASK_TI_STATUS);
-    u32 compat = status & TS_COMPAT_BIT;
+    // The ABI is taken when the memo is filled: a task does not switch between 64- and
+    // 32-bit syscalls without an exec, which renews the memo.
+    u32 compat = memo->compat;
     u32 word = (nr >> 6) & 7;
     u64 bit = 1ULL << (nr & 63);
     u64 *bits = compat ? &state->compat_syscalls[word] : &state->syscalls[word];
