@@ -133,7 +133,10 @@ class EmulatorHandler(kmock.KubernetesScaffold):
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         # aiohttp reads at most 1 MiB by default; read up to our own limit and answer 413
         # the way kube-apiserver does above 3 MiB.
-        request = raw_request.clone(client_max_size=_READ_LIMIT)
+        path = raw_request.rel_url
+        if len(path.path) > 1 and path.path.endswith("/"):  # "/api/v1/" is "/api/v1"
+            path = path.with_path(path.path.rstrip("/"))
+        request = raw_request.clone(client_max_size=_READ_LIMIT, rel_url=path)
         body = await request.read()
         if len(body) > self.max_request_bytes:
             message = f"Request entity too large: limit is {self.max_request_bytes}"

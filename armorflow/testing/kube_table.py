@@ -44,7 +44,7 @@ def _age(stamp: str, now: datetime.datetime) -> str:
 
 def _cell(value: Any, kind: str, now: datetime.datetime) -> Any:
     if value is None:
-        return None
+        return "<none>"  # what kubectl shows for an unset column of a real API server
     if kind == "date" and isinstance(value, str):
         return _age(value, now)
     if isinstance(value, dict | list):
