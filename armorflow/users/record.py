@@ -25,63 +25,86 @@ import typer
 
 from armorflow.cliopts import BootstrapOpt, KafkaOpt
 from armorflow.config import KafkaSettings
-from armorflow.events import Event, Rejects, open_recording, write_events
+from armorflow.events import Event, Rejects, open_recording
 from armorflow.users.progress import event_progress
 from armorflow.users.timespec import TimeSpecError, Until, parse_until
 from armorflow.users.topicread import TopicReader, TopicSpecError, parse_topics
 
-#: Events held in memory before a sorted run is spilled to disk (~1 KB each at most).
+#: Events held in memory (as encoded lines) before a sorted run is spilled to disk.
 DEFAULT_SORT_BUFFER = 200_000
 
 
-def _ts(event: Event) -> int:
-    ts: int = event["ts"]
-    return ts
+#: A buffered event: its timestamp and its encoded JSON line (encoded once, on arrival).
+Keyed = tuple[int, bytes]
+
+
+def _key(item: Keyed) -> int:
+    return item[0]
+
+
+def _run_items(run: IO[bytes]) -> Iterator[Keyed]:
+    """A spilled run: ``ts<TAB>json`` per line."""
+    for line in run:
+        ts, _, body = line.partition(b"\t")
+        yield int(ts), body
 
 
 @dataclass
 class SpillSorter:
-    """Sorts any number of events by ``ts`` in bounded memory (sorted runs + merge)."""
+    """Sorts any number of events by ``ts`` in bounded memory (sorted runs + merge).
+
+    Events are held as encoded lines (a few hundred bytes each, not a dict's kilobyte),
+    so that the buffer holds many and nothing is encoded twice.
+    """
 
     buffer_events: int = DEFAULT_SORT_BUFFER
     directory: Path | None = None
     runs: list[Path] = field(default_factory=list)
-    _buffer: list[Event] = field(default_factory=list)
+    _buffer: list[Keyed] = field(default_factory=list)
 
     def add(self, event: Event) -> None:
-        self._buffer.append(event)
         if len(self._buffer) >= self.buffer_events:
+            # Spill only when one more event arrives: a recording that fits the buffer
+            # exactly never touches the disk.
             self._spill()
+        self._buffer.append(
+            (event["ts"], orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+        )
 
     def _spill(self) -> None:
-        self._buffer.sort(key=_ts)
-        fd, name = tempfile.mkstemp(prefix="armorflow-run-", suffix=".jsonl", dir=self.directory)
+        self._buffer.sort(key=_key)
+        fd, name = tempfile.mkstemp(prefix="armorflow-run-", suffix=".tsv", dir=self.directory)
         with os.fdopen(fd, "wb") as run:
-            write_events(run, self._buffer)
+            run.writelines(b"%d\t%s" % item for item in self._buffer)
         self.runs.append(Path(name))
         self._buffer = []
 
     def __len__(self) -> int:
         return len(self._buffer)
 
-    def sorted_events(self) -> Iterator[Event]:
-        """Every event added, in ``ts`` order; stable for equal timestamps."""
-        self._buffer.sort(key=_ts)
+    def sorted_lines(self) -> Iterator[bytes]:
+        """Every event added, as its JSON line, in ``ts`` order; stable for equal stamps."""
+        self._buffer.sort(key=_key)
         if not self.runs:
-            yield from self._buffer
+            for _, line in self._buffer:
+                yield line
             return
         files: list[IO[bytes]] = [run.open("rb") for run in self.runs]
         try:
-            streams: list[Iterator[Event]] = [
-                (orjson.loads(line) for line in f) for f in files
-            ]
+            streams: list[Iterator[Keyed]] = [_run_items(f) for f in files]
             streams.append(iter(self._buffer))
             # Runs were spilled in arrival order and heapq.merge prefers earlier inputs
             # on ties, so equal timestamps keep their arrival order.
-            yield from heapq.merge(*streams, key=_ts)
+            for _, line in heapq.merge(*streams, key=_key):
+                yield line
         finally:
             for f in files:
                 f.close()
+
+    def sorted_events(self) -> Iterator[Event]:
+        for line in self.sorted_lines():
+            event: Event = orjson.loads(line)
+            yield event
 
     def cleanup(self) -> None:
         for run in self.runs:
@@ -167,7 +190,8 @@ def record_topics(
     runs = len(sorter.runs)
     try:
         with open_recording(partial, "wb") as sink:
-            write_events(sink, sorter.sorted_events())
+            for line in sorter.sorted_lines():  # zstd writers have no writelines()
+                sink.write(line)
         partial.replace(out)
     finally:
         sorter.cleanup()
