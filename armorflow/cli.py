@@ -34,6 +34,7 @@ COMPONENTS = (
     "armorflow.pipeline.classifier.cli",
     "armorflow.operator.cli",
     "armorflow.users",
+    "armorflow.demo",
 )
 
 
