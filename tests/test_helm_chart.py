@@ -108,7 +108,7 @@ def test_every_manifest_validates(sets: list[str]) -> None:
     for doc in docs:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     crds = {d["spec"]["names"]["kind"] for d in by_kind(docs, "CustomResourceDefinition")}
-    assert {"VarmorPolicy", "VarmorClusterPolicy"} <= crds
+    assert crds == {"VarmorPolicy", "VarmorClusterPolicy", "ArmorProfileModel"}
     deployments = {d["metadata"]["name"] for d in by_kind(docs, "Deployment")}
     assert deployments == {"varmor-armorflow-operator", "varmor-armorflow-pipeline"}
 
