@@ -42,9 +42,10 @@ def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
 
 
 def _spawn(
-    started: list[WorkerProcess], broker: EmbeddedBroker, app_id: str, tmp: Path, grace: float
+    started: list[WorkerProcess], broker: EmbeddedBroker, app_id: str, tmp: Path, grace: float,
+    extra: list[str] | None = None,
 ) -> WorkerProcess:
-    w = WorkerProcess(broker, app_id, tmp, grace_s=grace).start()
+    w = WorkerProcess(broker, app_id, tmp, grace_s=grace, extra=extra or []).start()
     started.append(w)
     return w
 
@@ -153,3 +154,25 @@ def test_late_events_within_grace_count_and_after_close_do_not(
     assert "after_window" not in syscalls
     assert "after_close" not in syscalls
     assert status["counts"]["droppedOutside"] == 1
+
+
+def test_exactly_once_on_a_broker_with_transactions(
+    noida_broker: EmbeddedBroker, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    app = unique("eos")
+    w = _spawn(workers, noida_broker, app, tmp_path, 2.0,
+               ["--processing-guarantee", "exactly_once"])
+    w.wait_ready()
+    profile = unique("eos")
+    start = time.time_ns()
+    control(noida_broker, "start", profile, duration_s=600, start_ts=start)
+    events = workload(profile, start + 1)
+    publish(noida_broker, events)
+    time.sleep(3)
+    control(noida_broker, "update", profile, duration_s=1)
+    completed(noida_broker, profile, timeout_s=60)
+    expected = model_recording(events, Stages.default())[0]
+    doc = _doc(noida_broker, profile, app)
+    got = BehaviourModel.from_dict(doc["model"])  # type: ignore[arg-type]
+    assert got.canonical_json() == expected.model.canonical_json()
+    assert "Traceback" not in w.log()
