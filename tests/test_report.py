@@ -88,6 +88,10 @@ def test_loads_files_dirs_and_plain_dynamic_results(
     assert single.name == DB
     result = CliRunner().invoke(app, ["report", str(plain / "notes.json")])
     assert result.exit_code != 0 and "not a model document" in _flat(result.output)
+    broken = tmp_path / "broken.model.json"
+    broken.write_text('{"dynamicResult": {"apparmor": {"files": [{"perms": "r"}]}}}')
+    result = CliRunner().invoke(app, ["report", str(broken)])
+    assert result.exit_code != 0 and "malformed model document" in _flat(result.output)
     result = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
     assert result.exit_code != 0 and "does not exist" in _flat(result.output)
 

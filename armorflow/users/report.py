@@ -109,12 +109,16 @@ def load_models(path: Path, skipped: list[str] | None = None) -> list[NamedModel
         except orjson.JSONDecodeError as exc:
             reason = f"{file}: not JSON ({exc})"
         else:
-            model = _model_of(doc)
+            try:
+                model = _model_of(doc)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                model, reason = None, f"{file}: malformed model document ({exc!r})"
+            else:
+                reason = f"{file}: not a model document (no dynamicResult)"
             if model is not None:
                 name = min(model.profiles) if model.profiles else _default_name(file)
                 models.append(NamedModel(name, model, file))
                 continue
-            reason = f"{file}: not a model document (no dynamicResult)"
         if path.is_file():
             raise ReportInputError(reason)
         if skipped is not None:
