@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 from armorflow.aaglob import escape_literal
 from armorflow.pipeline.classifier.model import DEFAULT_MODEL_PATH, SpanModel
@@ -130,9 +131,11 @@ class PathClassifier:
                 else:
                     out.append(self._segment(seg))
             return "/".join(out)
-        get = self._cache.get
-        seg_fn = self._segment
-        return "/".join([c if (c := get(s)) is not None else seg_fn(s) for s in parts])
+        out = list(map(self._cache.get, parts))
+        if None in out:
+            seg_fn = self._segment
+            return "/".join([seg_fn(s) for s in parts])
+        return "/".join(cast(list[str], out))
 
     def explain(self, path: str) -> list[Explanation]:
         """One Explanation per non-empty segment (or one for the /sys/devices convention)."""

@@ -40,6 +40,7 @@ class Lexicon:
         self._k = 0.1
         #: Spans of one segment share their surroundings; memoise the word split.
         self._cover_cache: dict[str, tuple[float, int]] = {}
+        self._lm_cache: dict[str, float] = {}
 
     def is_word(self, w: str) -> bool:
         return w in self.words
@@ -82,6 +83,11 @@ class Lexicon:
 
     def mean_logprob(self, s: str) -> float:
         """Average log P(c | two previous chars) over ``s`` with start/end markers."""
+        hit = self._lm_cache.get(s)
+        if hit is not None:
+            return hit
+        if len(self._lm_cache) > 100_000:
+            self._lm_cache.clear()
         t = _BOS + _BOS + _norm(s) + _EOS
         tri, bi = self.trigrams, self.bigrams
         k, v = self._k, self._vocab
@@ -89,7 +95,8 @@ class Lexicon:
         for i in range(2, len(t)):
             ctx = t[i - 2 : i]
             total += math.log((tri.get(ctx + t[i], 0) + k) / (bi.get(ctx, 0) + k * v))
-        return total / (len(t) - 2)
+        out = self._lm_cache[s] = total / (len(t) - 2)
+        return out
 
     def to_json(self) -> dict[str, object]:
         return {"words": sorted(self.words), "trigrams": self.trigrams, "bigrams": self.bigrams}

@@ -72,24 +72,23 @@ class SpanModel:
                     return False
         return True
 
-    def suspicious_runs(self, seg: str) -> list[tuple[int, int, float]]:
-        """Alphanumeric runs whose word score reaches the gate."""
-        out = []
-        for a, b in alnum_runs(seg):
-            p = self.word_score(seg[a:b])
-            if p >= self.gate:
-                out.append((a, b, p))
-        return out
-
     def spans_to_rank(self, seg: str) -> list[tuple[int, int]]:
-        """Candidate spans that overlap at least one suspicious run."""
-        runs = self.suspicious_runs(seg)
-        if not runs:
+        """Candidate spans that overlap a suspicious word and swallow no unsuspicious one.
+
+        A word scored below the gate is part of the stable name, so a span containing
+        it whole cannot be the random part; this prunes most candidates cheaply.
+        """
+        suspicious: list[tuple[int, int]] = []
+        calm: list[tuple[int, int]] = []
+        for a, b in alnum_runs(seg):
+            (suspicious if self.word_score(seg[a:b]) >= self.gate else calm).append((a, b))
+        if not suspicious:
             return []
         return [
             (i, j)
             for i, j in candidate_spans(seg, self.lexicon.is_word)
-            if any(i < b and a < j for a, b, _ in runs)
+            if any(i < b and a < j for a, b in suspicious)
+            and not any(i <= a and b <= j for a, b in calm)
         ]
 
     def best_span(self, seg: str) -> tuple[int, int, float] | None:

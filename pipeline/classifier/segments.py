@@ -8,6 +8,7 @@ characters to a fixed name, which keeps the candidate list short.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 DIGIT, LOWER, UPPER, DELIM, OTHER = 0, 1, 2, 3, 4
@@ -36,20 +37,12 @@ def classes(s: str) -> list[int]:
     return [char_class(c) for c in s]
 
 
+_ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
+
+
 def alnum_runs(s: str) -> list[tuple[int, int]]:
     """(start, end) of each maximal run of ASCII letters and digits."""
-    runs: list[tuple[int, int]] = []
-    start = -1
-    for i, c in enumerate(s):
-        if c.isascii() and c.isalnum():
-            if start < 0:
-                start = i
-        elif start >= 0:
-            runs.append((start, i))
-            start = -1
-    if start >= 0:
-        runs.append((start, len(s)))
-    return runs
+    return [m.span() for m in _ALNUM_RUN.finditer(s)]
 
 
 def atoms(word: str) -> list[str]:
