@@ -131,11 +131,11 @@ class PathClassifier:
                 else:
                     out.append(self._segment(seg))
             return "/".join(out)
-        out = list(map(self._cache.get, parts))
-        if None in out:
+        hits = list(map(self._cache.get, parts))
+        if None in hits:
             seg_fn = self._segment
             return "/".join([seg_fn(s) for s in parts])
-        return "/".join(cast(list[str], out))
+        return "/".join(cast(list[str], hits))
 
     def explain(self, path: str) -> list[Explanation]:
         """One Explanation per non-empty segment (or one for the /sys/devices convention)."""
