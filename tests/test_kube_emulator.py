@@ -411,3 +411,55 @@ def test_kubectl_create_get_table_patch(kube: KubeEmulator, core: Any) -> None:
                   "-o", "jsonpath={.spec.size} {.status.phase} {.metadata.generation}")
     assert out.split() == ["4", "Ready", "2"]
     assert "deleted" in kubectl(kube, "delete", "wdg", "k1", "-n", "shop")
+
+
+KOPF_HANDLERS = '''
+import kopf
+
+@kopf.on.login()
+def login(**kwargs):
+    # kopf's client-library login does not read kubernetes>=35 configurations; the
+    # kubeconfig login does.
+    return kopf.login_with_kubeconfig(**kwargs)
+
+@kopf.on.startup()
+def configure(settings, **_):
+    settings.watching.server_timeout = 5
+
+@kopf.on.create("crd.varmor.org", "v1beta1", "varmorclusterpolicies")
+def created(spec, patch, **_):
+    patch.status["phase"] = "Seen " + spec["policy"]["mode"]
+'''
+
+
+@pytest.mark.slow
+def test_kopf_operator_runs_against_the_emulator(kube: KubeEmulator, custom: Any,
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from kopf.testing import KopfRunner
+
+    handlers = tmp_path / "handlers.py"
+    handlers.write_text(KOPF_HANDLERS)
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig_path))
+    policy = {"apiVersion": "crd.varmor.org/v1beta1", "kind": "VarmorClusterPolicy",
+              "metadata": {"name": "kopf-demo"},
+              "spec": {"target": {"kind": "Deployment", "name": "web"},
+                       "policy": {"enforcer": "AppArmor", "mode": "BehaviorModeling"}}}
+    phase = None
+    with KopfRunner(["run", "--standalone", "-A", str(handlers)], timeout=60) as runner:
+        custom.create_cluster_custom_object("crd.varmor.org", "v1beta1",
+                                            "varmorclusterpolicies", policy)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and phase is None:
+            found = custom.get_cluster_custom_object("crd.varmor.org", "v1beta1",
+                                                     "varmorclusterpolicies", "kopf-demo")
+            phase = (found.get("status") or {}).get("phase")
+            time.sleep(0.2)
+    assert runner.exception is None and runner.exit_code == 0, runner.output[-2000:]
+    assert phase == "Seen BehaviorModeling"
+    # kopf found the status subresource in discovery and wrote there (kmock's request log).
+    writes = kube.call(lambda: [(str(r.method.value), r.url.path) for r in kube.handler])
+    assert ("PATCH", "/apis/crd.varmor.org/v1beta1/varmorclusterpolicies/kopf-demo/status") \
+        in writes
+    annotations = found["metadata"].get("annotations") or {}
+    assert "kopf.zalando.org/last-handled-configuration" in annotations
