@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import random
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -34,6 +38,15 @@ T0 = 1_780_000_000 * S
 def _flat(text: str) -> str:
     """Terminal output without rich's box drawing and line wrapping."""
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[EmbeddedBroker]:
+    """A broker of this module's own: snapshots read only what these tests published,
+    however much the rest of the suite left on the shared one."""
+    own = EmbeddedBroker(impl="noida").start()
+    yield own
+    own.cleanup()
 
 
 def _mixed_events(profiles: list[str], n: int, seed: int = 7) -> list[Event]:
@@ -94,14 +107,14 @@ def _canon(events: list[Event]) -> list[bytes]:
 
 
 def test_record_replay_round_trip_keeps_every_event(
-    noida_broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     profiles = [f"rt-{tag}-a", f"rt-{tag}-b", f"rt-{tag}-c"]
     original = _mixed_events(profiles, 4_000)
     source = tmp_path / "source.jsonl"
     _write(source, original)
-    bootstrap = ["-b", noida_broker.bootstrap_servers]
+    bootstrap = ["-b", broker.bootstrap_servers]
 
     out = _cli("replay", str(source), "--no-progress", *bootstrap)
     assert "published 4,000 events" in out
@@ -131,7 +144,7 @@ def test_record_replay_round_trip_keeps_every_event(
 
 
 def test_rejected_lines_are_reported_and_the_rest_goes_through(
-    noida_broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     profile = f"rej-{uuid.uuid4().hex[:8]}"
     good = [make_event("exec", ts=T0 + i, profile=profile, path=f"/bin/g{i}") for i in range(4)]
@@ -149,7 +162,7 @@ def test_rejected_lines_are_reported_and_the_rest_goes_through(
     source = tmp_path / "bad.jsonl"
     source.write_bytes(b"\n".join(lines) + b"\n")
 
-    out = _cli("replay", str(source), "--no-progress", "-b", noida_broker.bootstrap_servers)
+    out = _cli("replay", str(source), "--no-progress", "-b", broker.bootstrap_servers)
     assert "published 4 events" in out
     assert "rejected 4 line(s):" in out
     assert "line 2: not valid UTF-8 JSON" in out
@@ -158,7 +171,7 @@ def test_rejected_lines_are_reported_and_the_rest_goes_through(
     assert f"line 7: line exceeds {MAX_EVENT_BYTES} bytes" in out
 
     # Read back with the shared group consumer, independent of the record verb's reader.
-    consumer = make_consumer(noida_broker.settings(), f"check-{profile}")
+    consumer = make_consumer(broker.settings(), f"check-{profile}")
     consumer.subscribe(list(EVENT_TOPICS))
     try:
         got = [e for e in consume_until_idle(consumer, Rejects(), idle_s=2.0)
@@ -169,21 +182,21 @@ def test_rejected_lines_are_reported_and_the_rest_goes_through(
 
 
 def test_replaying_twice_leaves_the_model_unchanged(
-    noida_broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     source = tmp_path / "twice.jsonl"
     _write(source, _mixed_events(["whatever-1", "whatever-2"], 800, seed=11))
     profile = f"idem-{uuid.uuid4().hex[:8]}"
     args = ["replay", str(source), "--profile", profile, "--no-progress",
-            "-b", noida_broker.bootstrap_servers]
+            "-b", broker.bootstrap_servers]
 
     _cli(*args)
-    once = _snapshot(noida_broker, profile)
+    once = _snapshot(broker, profile)
     assert len(once) == 800
     model_once = reduce_events(once)[profile]
 
     _cli(*args)
-    twice = _snapshot(noida_broker, profile)
+    twice = _snapshot(broker, profile)
     assert len(twice) == 1600  # every event really went out again ...
     models_twice = reduce_events(twice)
     assert list(models_twice) == [profile]
@@ -193,7 +206,7 @@ def test_replaying_twice_leaves_the_model_unchanged(
 
 
 def test_rebase_ts_now_moves_the_window_and_keeps_the_gaps(
-    noida_broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     profile = f"rebase-{uuid.uuid4().hex[:8]}"
     offsets = [0, 2 * S, 3 * S + 500, 30 * S]
@@ -202,23 +215,23 @@ def test_rebase_ts_now_moves_the_window_and_keeps_the_gaps(
                     for i, o in enumerate(offsets)])
     before = time.time_ns()
     out = _cli("replay", str(source), "--rebase-ts", "now", "--no-progress",
-               "-b", noida_broker.bootstrap_servers)
+               "-b", broker.bootstrap_servers)
     after = time.time_ns()
     assert "timestamps shifted by" in out
-    got = sorted(e["ts"] for e in _snapshot(noida_broker, profile))
+    got = sorted(e["ts"] for e in _snapshot(broker, profile))
     assert before <= got[0] <= after
     assert [t - got[0] for t in got] == offsets
 
 
 @pytest.mark.slow
-def test_speed_one_keeps_the_recorded_gaps(noida_broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_speed_one_keeps_the_recorded_gaps(broker: EmbeddedBroker, tmp_path: Path) -> None:
     profile = f"pace-{uuid.uuid4().hex[:8]}"
     # 10 s of recording: 101 events, one every 100 ms.
     events = [make_event("file", ts=T0 + i * S // 10, profile=profile, path=f"/p/{i}",
                          perms="r", owner=False) for i in range(101)]
     source = tmp_path / "ten-seconds.jsonl"
     _write(source, events)
-    bootstrap = ["-b", noida_broker.bootstrap_servers]
+    bootstrap = ["-b", broker.bootstrap_servers]
 
     started = time.monotonic()
     _cli("replay", str(source), "--speed", "1.0", "--profile", profile, "--no-progress",
@@ -236,11 +249,11 @@ def test_speed_one_keeps_the_recorded_gaps(noida_broker: EmbeddedBroker, tmp_pat
     _cli("replay", str(source), "--speed", "max", "--profile", profile, "--no-progress",
          *bootstrap)
     assert time.monotonic() - started < 2.0
-    assert len(_snapshot(noida_broker, profile)) == 303
+    assert len(_snapshot(broker, profile)) == 303
 
 
 def test_live_record_follows_new_events_until_bounded(
-    noida_broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     profile = f"live-{uuid.uuid4().hex[:8]}"
     ready = threading.Event()
@@ -248,14 +261,14 @@ def test_live_record_follows_new_events_until_bounded(
 
     def _record() -> None:
         results.append(record_topics(
-            noida_broker.settings(), parse_topics("syscall"), tmp_path / "live.jsonl",
+            broker.settings(), parse_topics("syscall"), tmp_path / "live.jsonl",
             until=parse_until("20s"), max_events=300, on_ready=ready.set,
         ))
 
     worker = threading.Thread(target=_record)
     worker.start()
     assert ready.wait(15)
-    producer = EventProducer(noida_broker.settings(), batch_size=50)
+    producer = EventProducer(broker.settings(), batch_size=50)
     # Newest first: the recording must come out sorted anyway.
     producer.publish_many(make_event("syscall", ts=T0 + (300 - i) * S, profile=profile,
                                      name=f"s{i % 30}") for i in range(300))
@@ -270,10 +283,10 @@ def test_live_record_follows_new_events_until_bounded(
 
 
 def test_until_duration_stops_an_idle_live_recording(
-    noida_broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    result = record_topics(noida_broker.settings(), parse_topics("mount"),
+    result = record_topics(broker.settings(), parse_topics("mount"),
                            tmp_path / "idle.jsonl", until=parse_until("1.5s"))
     took = time.monotonic() - started
     assert 1.4 <= took <= 5.0
@@ -303,3 +316,40 @@ def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "ISO 8601" in _flat(result.output)
     result = CliRunner().invoke(app, ["record", "--topics", "nope", "--out", str(tmp_path / "o")])
     assert result.exit_code != 0 and "neither an event kind" in _flat(result.output)
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_live_recording_and_keeps_what_was_read(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    profile = f"term-{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "live.jsonl.zst"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "armorflow.cli", "record", "--topics", "capability",
+         "--out", str(out), "--no-progress", "-b", broker.bootstrap_servers],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        producer = EventProducer(broker.settings(), batch_size=10)
+        seq = 0
+        deadline = time.monotonic() + 8.0
+        while time.monotonic() < deadline:
+            for _ in range(10):
+                producer.publish(make_event("capability", ts=T0 - seq, profile=profile,
+                                            pid=seq, name="chown"))
+                seq += 1
+            producer.flush()
+            time.sleep(0.25)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, output
+    recorded = list(read_events(out))
+    pids = sorted(e["pid"] for e in recorded)
+    # The tail started some time after launch; from then on nothing was lost.
+    assert pids and pids == list(range(pids[0], seq)), output
+    assert f"recorded {len(pids):,} events" in output
+    assert [e["ts"] for e in recorded] == sorted(e["ts"] for e in recorded)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import signal
 import tempfile
 import time
 from collections import Counter
@@ -250,10 +251,15 @@ def record(
             bar.update(task, completed=messages, total=total or None,
                        description=f"recording: {events:,} events")
 
-        result = record_topics(
-            settings, wanted, out, from_beginning=from_beginning, until=bound,
-            max_events=max_events, sort_buffer=sort_buffer, on_progress=_progress,
-        )
+        # SIGTERM ends a live recording as Ctrl-C does: what was read is written out.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            result = record_topics(
+                settings, wanted, out, from_beginning=from_beginning, until=bound,
+                max_events=max_events, sort_buffer=sort_buffer, on_progress=_progress,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(result.by_kind.items())) or "none"
     typer.echo(
         f"recorded {result.events:,} events ({kinds}) from {result.messages:,} messages "
@@ -266,6 +272,10 @@ def record(
     for topic in result.missing_topics:
         typer.echo(f"warning: topic {topic} does not exist; skipped", err=True)
     _report_rejects(result.rejects, "message item")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _report_rejects(rejects: Rejects, what: str) -> None:

@@ -43,6 +43,7 @@ class ReplayResult:
     shift_ns: int = 0
     first_ts: int | None = None
     last_ts: int | None = None
+    interrupted: bool = False
 
     @property
     def rate(self) -> float:
@@ -104,29 +105,33 @@ def replay_file(
     last_ts: int | None = None
     shift = 0
     published = 0
-    for event in read_events(path, rejects):
-        ts: int = event["ts"]
-        if first_ts is None:
-            first_ts = ts
-            if opts.rebase_to_ns is not None:
-                shift = opts.rebase_to_ns - ts
-        if opts.speed is not None:
-            due = started + (ts - first_ts) / 1e9 / opts.speed
-            if due - time.monotonic() > _MIN_SLEEP_S:
-                producer.flush()
-                wait = due - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-        if shift:
-            event["ts"] = ts + shift
-        if opts.profile is not None:
-            event["profile"] = opts.profile
-        producer.publish(event)
-        by_kind[event["kind"]] += 1
-        published += 1
-        last_ts = event["ts"]
-        if on_progress is not None and published % 256 == 0:
-            on_progress(published + rejects.count, published)
+    interrupted = False
+    try:
+        for event in read_events(path, rejects):
+            ts: int = event["ts"]
+            if first_ts is None:
+                first_ts = ts
+                if opts.rebase_to_ns is not None:
+                    shift = opts.rebase_to_ns - ts
+            if opts.speed is not None:
+                due = started + (ts - first_ts) / 1e9 / opts.speed
+                if due - time.monotonic() > _MIN_SLEEP_S:
+                    producer.flush()
+                    wait = due - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+            if shift:
+                event["ts"] = ts + shift
+            if opts.profile is not None:
+                event["profile"] = opts.profile
+            producer.publish(event)
+            by_kind[event["kind"]] += 1
+            published += 1
+            last_ts = event["ts"]
+            if on_progress is not None and published % 256 == 0:
+                on_progress(published + rejects.count, published)
+    except KeyboardInterrupt:
+        interrupted = True  # Ctrl-C: what was published so far is still flushed.
     producer.flush()
     if on_progress is not None:
         on_progress(published + rejects.count, published)
@@ -134,6 +139,7 @@ def replay_file(
         published=published, by_kind=by_kind, rejects=rejects,
         seconds=time.monotonic() - started, shift_ns=shift,
         first_ts=None if first_ts is None else first_ts + shift, last_ts=last_ts,
+        interrupted=interrupted,
     )
 
 
@@ -190,3 +196,6 @@ def replay(
         hidden = result.rejects.count - len(result.rejects.samples)
         if hidden > 0:
             typer.echo(f"  ... and {hidden:,} more")
+    if result.interrupted:
+        typer.echo("interrupted: the rest of the recording was not published", err=True)
+        raise typer.Exit(130)
