@@ -5,7 +5,7 @@
 
 #include <uapi/linux/ptrace.h>
 
-// Event kinds (mirrored in decode.py).
+// Event kinds (mirrored in records.py).
 #define EV_EXEC 1
 #define EV_FILE 2
 #define EV_SYSCALL 3
@@ -15,7 +15,7 @@
 #define EV_PTRACE 7
 #define EV_MOUNT 8
 
-// Counter slots (mirrored in decode.py).
+// Counter slots (mirrored in records.py).
 #define CNT_OBSERVED 0    // behaviours of targets seen by a program, before dedup
 #define CNT_EMITTED 1     // records written to the ring buffer
 #define CNT_DROPPED 2     // records lost because the ring buffer was full
@@ -128,13 +128,13 @@ static __always_inline u32 task_target(void *task, u32 tgid) {
 }
 
 // Per-CPU memo of the last task's target: the full lookup costs three kernel reads and
-// two hash lookups, and runs on every syscall of every process on the node. The memo is
-// valid while the task (pointer and pid) is the same and the generation has not moved;
-// the generation is bumped by the agent when targets change and by the programs when a
-// target task changes namespaces (unshare, setns) or executes a new image.
+// two hash lookups, and would run on every syscall of every process on the node (helper
+// calls are what costs here). The memo is valid while the task pointer is the same and the
+// generation has not moved. The generation is bumped by the agent when targets change, and
+// by the programs on every fork (a new task may reuse a freed task's address), when a task
+// changes namespaces (unshare, setns), and when a target executes a new image.
 struct task_memo {
     u64 task;
-    u64 pid_tgid;
     u64 generation;
     u32 target;
     u32 compat;
@@ -161,16 +161,14 @@ static __always_inline struct task_memo *current_memo(void) {
     if (!memo)
         return NULL;
     u64 task = bpf_get_current_task();
-    u64 pid_tgid = bpf_get_current_pid_tgid();
     u64 gen = current_generation();
-    if (memo->task == task && memo->pid_tgid == pid_tgid && memo->generation == gen)
+    if (memo->task == task && memo->generation == gen)
         return memo;
     u32 status = 0;
     bpf_probe_read_kernel(&status, sizeof(status), (void *)task + OFF_TASK_TI_STATUS);
-    memo->target = task_target((void *)task, pid_tgid >> 32);
+    memo->target = task_target((void *)task, bpf_get_current_pid_tgid() >> 32);
     memo->compat = status & TS_COMPAT_BIT;
     memo->task = task;
-    memo->pid_tgid = pid_tgid;
     memo->generation = gen;
     return memo;
 }
@@ -207,6 +205,23 @@ static __always_inline void event_send(struct event *e) {
         count(CNT_EMITTED);
     else
         count(CNT_DROPPED);
+}
+
+// The six syscall arguments of x86_64 (di, si, dx, r10, r8, r9 in the saved registers).
+struct syscall_args {
+    u64 arg[6];
+};
+
+static __always_inline void read_syscall_args(void *pt_regs, struct syscall_args *a) {
+    // pt_regs order: ... r10 (7), r9 (8), r8 (9), ax, cx, dx (12), si (13), di (14) ...
+    u64 regs[8] = {};
+    bpf_probe_read_kernel(regs, sizeof(regs), pt_regs + OFF_PT_REGS_R10);
+    a->arg[0] = regs[7];  // di
+    a->arg[1] = regs[6];  // si
+    a->arg[2] = regs[5];  // dx
+    a->arg[3] = regs[0];  // r10
+    a->arg[4] = regs[2];  // r8
+    a->arg[5] = regs[1];  // r9
 }
 
 // Copy a short user string (at most NAME_LIMIT bytes) into the event's data at `pos`;

@@ -1,8 +1,9 @@
 // Files: every distinct (name, AppArmor permission set) a target opens successfully.
 //
-// One raw sys_exit program serves open, openat, openat2 and creat: the arguments are
-// still in the saved user registers at exit, so no entry program or pending map is
-// needed, and a failed open costs nothing more. Already-seen opens are recognised by a
+// Called from the sys_exit dispatcher (dispatch.c) for every syscall of a target; it
+// serves open, openat, openat2 and creat: the arguments are still in the saved user
+// registers at exit, so no entry program or pending map is needed, and a failed open
+// costs nothing more. Already-seen opens are recognised by a
 // hash of the name as passed (plus the working directory or directory descriptor for
 // relative names), which is cheap; for a new one the struct file behind the returned
 // descriptor is found and its path walked in the kernel, so the event carries the
@@ -84,13 +85,11 @@ static __always_inline u64 base_directory(s64 dfd) {
     return (u64)dentry;
 }
 
-RAW_TRACEPOINT_PROBE(sys_exit) {
-    // TP_PROTO(struct pt_regs *regs, long ret)
-    long ret = (long)ctx->args[1];
-    if (ret < 0)
+static __always_inline int files_on_exit(struct task_memo *memo, void *pt_regs, long ret) {
+    if (ret < 0 || memo->compat)  // i386 numbers and registers differ; see docs
         return 0;
     struct saved_args regs = {};
-    bpf_probe_read_kernel(&regs, sizeof(regs), (void *)ctx->args[0] + OFF_PT_REGS_DX);
+    bpf_probe_read_kernel(&regs, sizeof(regs), pt_regs + OFF_PT_REGS_DX);
     s64 dfd = AT_FDCWD_VALUE;
     const void *name;
     u64 flags;
@@ -117,9 +116,6 @@ RAW_TRACEPOINT_PROBE(sys_exit) {
     default:
         return 0;
     }
-    struct task_memo *memo = current_memo();
-    if (!memo || !memo->target || memo->compat)  // i386 numbers differ; see docs
-        return 0;
     u32 target = memo->target;
     count(CNT_OBSERVED);
     u32 perms = open_perms(flags);

@@ -31,6 +31,7 @@ PROGRAM_FILES: Final = (
     "network.c",
     "signals.c",
     "mounts.c",
+    "dispatch.c",
 )
 
 #: define -> (struct, member path): every kernel struct field the programs read.
@@ -45,6 +46,7 @@ OFFSETS: Final[dict[str, tuple[str, str]]] = {
     "OFF_TASK_FS": ("task_struct", "fs"),
     "OFF_FS_PWD": ("fs_struct", "pwd"),
     "OFF_PT_REGS_DX": ("pt_regs", "dx"),
+    "OFF_PT_REGS_R10": ("pt_regs", "r10"),
     "OFF_NSPROXY_MNT_NS": ("nsproxy", "mnt_ns"),
     "OFF_MNT_NS_INUM": ("mnt_namespace", "ns.inum"),
     "OFF_CRED_FSUID": ("cred", "fsuid"),
@@ -92,9 +94,18 @@ class Sizes:
     seen_small: int = 16384
 
 
+#: Saved registers the programs read as one block, relative to r10 (files.c reads dx..orig_ax,
+#: common.h's read_syscall_args r10..di); x86_64's pt_regs layout, checked against BTF.
+PT_REGS_BLOCK: Final = {"r10": 0, "r9": 8, "r8": 16, "dx": 40, "si": 48, "di": 56, "orig_ax": 64}
+
+
 def kernel_offsets(btf: Btf | None = None) -> dict[str, int]:
     """The OFF_* defines for the running kernel."""
     btf = btf or Btf.from_file()
+    base = btf.offset("pt_regs", "r10")
+    for register, distance in PT_REGS_BLOCK.items():
+        if btf.offset("pt_regs", register) != base + distance:
+            raise LoadError(f"unexpected pt_regs layout: {register} is not at r10+{distance}")
     return {name: btf.offset(struct, member) for name, (struct, member) in OFFSETS.items()}
 
 
@@ -125,11 +136,14 @@ def kernel_source_dir() -> Path | None:
 
 
 #: Syscalls the programs dispatch on by number (x86_64).
-DISPATCHED_SYSCALLS: Final = ("open", "openat", "openat2", "creat")
+DISPATCHED_SYSCALLS: Final = (
+    "open", "openat", "openat2", "creat", "socket", "socketpair", "connect", "mount",
+    "umount2", "pivot_root", "ptrace",
+)
 
 
 def syscall_numbers() -> dict[str, int]:
-    numbers = {}
+    numbers: dict[str, int] = {}
     for name in DISPATCHED_SYSCALLS:
         number = syscall_number(name)
         if number is None:
@@ -171,7 +185,7 @@ def load(sizes: Sizes | None = None) -> Any:
     offsets = kernel_offsets()
     started = time.monotonic()
     try:
-        bpf = BPF(text=program_source(), cflags=cflags(offsets, sizes))
+        bpf = BPF(text=program_source().encode(), cflags=cflags(offsets, sizes))
     except Exception as exc:  # BCC raises bare Exception for compile and load errors
         raise LoadError(f"BPF compile/load failed: {exc}") from exc
     log.info("BPF programs compiled, loaded and attached in %.2fs", time.monotonic() - started)

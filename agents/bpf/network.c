@@ -1,5 +1,6 @@
 // Network: each distinct (family, type, protocol) of the sockets a target creates, and
-// of the sockets it connects (which may have been inherited or passed to it).
+// of the sockets it connects (which may have been inherited or passed to it). Called
+// from the sys_enter dispatcher (dispatch.c).
 
 #define SOCK_TYPE_MASK 0xf
 
@@ -20,28 +21,8 @@ static __always_inline int report_socket(u32 target, u32 family, u32 type, u32 p
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_socket) {
-    u32 target = current_target();
-    if (!target)
-        return 0;
-    count(CNT_OBSERVED);
-    return report_socket(target, args->family, args->type, args->protocol);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_socketpair) {
-    u32 target = current_target();
-    if (!target)
-        return 0;
-    count(CNT_OBSERVED);
-    return report_socket(target, args->family, args->type, args->protocol);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
-    u32 target = current_target();
-    if (!target)
-        return 0;
-    count(CNT_OBSERVED);
-    void *file = current_fd_file(args->fd);
+static __always_inline int connect_on_enter(u32 target, u64 fd) {
+    void *file = current_fd_file(fd);
     if (!file)
         return 0;
     void *sock = read_ptr(file, OFF_FILE_PRIVATE_DATA);  // struct socket of a socket file
@@ -55,4 +36,11 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
     bpf_probe_read_kernel(&family, sizeof(family), sk + OFF_SOCK_FAMILY);
     bpf_probe_read_kernel(&protocol, sizeof(protocol), sk + OFF_SOCK_PROTOCOL);
     return report_socket(target, family, type, protocol);
+}
+
+static __always_inline int network_on_enter(u32 target, long nr, struct syscall_args *a) {
+    count(CNT_OBSERVED);
+    if (nr == SYSNR_CONNECT)
+        return connect_on_enter(target, a->arg[0]);
+    return report_socket(target, a->arg[0], a->arg[1], a->arg[2]);  // socket, socketpair
 }

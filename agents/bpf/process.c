@@ -31,6 +31,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
 
 RAW_TRACEPOINT_PROBE(sched_process_fork) {
     // TP_PROTO(struct task_struct *parent, struct task_struct *child)
+    bump_generation();  // the child may reuse the address of a task a memo still names
     u32 target = current_target();
     if (!target)
         return 0;

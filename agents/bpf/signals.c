@@ -42,12 +42,13 @@ RAW_TRACEPOINT_PROBE(signal_generate) {
 #define REQ_ATTACH 16
 #define REQ_SEIZE 0x4206
 
-TRACEPOINT_PROBE(syscalls, sys_enter_ptrace) {
-    long request = args->request;
+// Called from the sys_enter dispatcher (dispatch.c) for every ptrace call on the node: a
+// task that is not a target may ask to be traced by a parent that is one.
+static __always_inline int ptrace_on_enter(u32 target, struct syscall_args *a) {
+    long request = a->arg[0];
     if (request != REQ_TRACEME && request != REQ_ATTACH && request != REQ_SEIZE)
         return 0;
     void *task = (void *)bpf_get_current_task();
-    u32 target = task_target(task, bpf_get_current_pid_tgid() >> 32);
     u32 peer_target = 0;
     u32 peer_tgid = 0;
     if (request == REQ_TRACEME) {
@@ -63,7 +64,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_ptrace) {
     if (!e)
         return 0;
     e->arg[0] = request;
-    e->arg[1] = args->pid;  // in the caller's pid namespace; user space maps it
+    e->arg[1] = a->arg[1];  // the pid, in the caller's pid namespace; user space maps it
     e->arg[2] = peer_target;
     e->arg[3] = peer_tgid;
     e->flags = target;  // the caller's own target (0 when only the parent is one)

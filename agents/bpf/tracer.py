@@ -110,7 +110,7 @@ class Tracer:
         if self._bpf is not None:
             return self
         self._bpf = loader.load(self.sizes)
-        self._bpf["events"].open_ring_buffer(self._on_record)
+        self._bpf[b"events"].open_ring_buffer(self._on_record)
         return self
 
     def stop(self) -> None:
@@ -154,14 +154,15 @@ class Tracer:
         target_id = self._next_id
         self._next_id += 1
         slot = target_id & (self.sizes.max_targets - 1)
-        state = bpf["target_state"]
+        state = bpf[b"target_state"]
         state[ctypes.c_uint32(slot)] = state.Leaf()  # a fresh, all-zero bitmap
         self._targets[target_id] = attribution
         self._target_keys[target_id] = (mntns, pid)
         if mntns is not None:
-            bpf["mntns_targets"][ctypes.c_uint32(mntns)] = ctypes.c_uint32(target_id)
+            bpf[b"mntns_targets"][ctypes.c_uint32(mntns)] = ctypes.c_uint32(target_id)
         if pid is not None:
-            bpf["pid_targets"][ctypes.c_uint32(pid)] = ctypes.c_uint32(target_id)
+            bpf[b"pid_targets"][ctypes.c_uint32(pid)] = ctypes.c_uint32(target_id)
+        self._bump_generation(bpf)
         log.info("target %d: %s mntns=%s pid=%s", target_id, attribution.profile, mntns, pid)
         return target_id
 
@@ -172,14 +173,22 @@ class Tracer:
             raise TracerError(f"no target {target_id}")
         mntns, _pid = self._target_keys.pop(target_id)
         if mntns is not None:
-            bpf["mntns_targets"].pop(ctypes.c_uint32(mntns), None)
-        pids = bpf["pid_targets"]
+            bpf[b"mntns_targets"].pop(ctypes.c_uint32(mntns), None)
+        pids = bpf[b"pid_targets"]
         for key, value in list(pids.items()):
             if value.value == target_id:
                 pids.pop(key, None)
+        self._bump_generation(bpf)
         self._retired[target_id] = attribution
         while len(self._retired) > _RETIRED_KEEP:
             self._retired.pop(next(iter(self._retired)))
+
+    @staticmethod
+    def _bump_generation(bpf: Any) -> None:
+        """Invalidate the kernel's per-CPU memos of which target a task belongs to."""
+        generation = bpf[b"generation"]
+        key = ctypes.c_uint32(0)
+        generation[key] = ctypes.c_uint64(generation[key].value + 1)
 
     def targets(self) -> dict[int, Attribution]:
         return dict(self._targets)
@@ -196,7 +205,7 @@ class Tracer:
         for target_id, (ns, _pid) in self._target_keys.items():
             if mntns is not None and ns == mntns:
                 return target_id
-        value = self._require()["pid_targets"].get(ctypes.c_uint32(pid))
+        value = self._require()[b"pid_targets"].get(ctypes.c_uint32(pid))
         return int(value.value) if value is not None else 0
 
     def _resolve_peer(self, caller_tgid: int, ns_pid: int) -> int:
@@ -252,7 +261,7 @@ class Tracer:
     def stats(self) -> TracerStats:
         """Kernel counters (summed over CPUs) and the user-space ones."""
         if self._bpf is not None:
-            counters = self._bpf["counters"]
+            counters = self._bpf[b"counters"]
 
             def total(slot: int) -> int:
                 return sum(int(v) for v in counters.getvalue(ctypes.c_uint32(slot)))

@@ -1,0 +1,49 @@
+// One program per syscall hook, dispatching to the concerns by syscall number: a program
+// invocation costs more than the switch, and these two run on every syscall of the node.
+// Other tasks cost one per-CPU memo check; targets are handled by syscalls.c (names),
+// files.c (opens, at exit), network.c and mounts.c (at entry). ptrace is looked at for
+// every task, because a task that is not a target may ask its target parent to trace it.
+
+RAW_TRACEPOINT_PROBE(sys_enter) {
+    // TP_PROTO(struct pt_regs *regs, long id)
+    long nr = (long)ctx->args[1];
+    struct task_memo *memo = current_memo();
+    if (!memo)
+        return 0;
+    u32 target = memo->target;
+    if (nr == SYSNR_PTRACE) {
+        struct syscall_args a = {};
+        read_syscall_args((void *)ctx->args[0], &a);
+        ptrace_on_enter(target, &a);
+    }
+    if (!target)
+        return 0;
+    syscall_seen(memo, nr);
+    if (memo->compat)
+        return 0;  // the numbers below are x86_64 ones
+    switch (nr) {
+    case SYSNR_SOCKET:
+    case SYSNR_SOCKETPAIR:
+    case SYSNR_CONNECT: {
+        struct syscall_args a = {};
+        read_syscall_args((void *)ctx->args[0], &a);
+        return network_on_enter(target, nr, &a);
+    }
+    case SYSNR_MOUNT:
+    case SYSNR_UMOUNT2:
+    case SYSNR_PIVOT_ROOT: {
+        struct syscall_args a = {};
+        read_syscall_args((void *)ctx->args[0], &a);
+        return mounts_on_enter(target, nr, &a);
+    }
+    }
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sys_exit) {
+    // TP_PROTO(struct pt_regs *regs, long ret)
+    struct task_memo *memo = current_memo();
+    if (!memo || !memo->target)
+        return 0;
+    return files_on_exit(memo, (void *)ctx->args[0], (long)ctx->args[1]);
+}
