@@ -223,6 +223,21 @@ def test_rebase_ts_now_moves_the_window_and_keeps_the_gaps(
     assert [t - got[0] for t in got] == offsets
 
 
+def test_only_profile_filters_before_profile_rewrites(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    source = tmp_path / "three.jsonl"
+    events = _mixed_events(["a", "b", "c"], 300, seed=5)
+    _write(source, events)
+    profile = f"only-{uuid.uuid4().hex[:8]}"
+    out = _cli("replay", str(source), "--only-profile", "a", "--only-profile", "c",
+               "--profile", profile, "--no-progress", "-b", broker.bootstrap_servers)
+    assert "published 200 events" in out and "left out 100 event(s)" in out
+    got = _snapshot(broker, profile)
+    kept = [{**e, "profile": profile} for e in events if e["profile"] in ("a", "c")]
+    assert _canon(got) == _canon(kept)
+
+
 @pytest.mark.slow
 def test_speed_one_keeps_the_recorded_gaps(broker: EmbeddedBroker, tmp_path: Path) -> None:
     profile = f"pace-{uuid.uuid4().hex[:8]}"

@@ -39,6 +39,8 @@ class ReplayResult:
     by_kind: Counter[str]
     rejects: Rejects
     seconds: float
+    #: Valid events left out by ``only_profiles``.
+    filtered: int = 0
     #: ts shift applied by --rebase-ts (0 without it).
     shift_ns: int = 0
     first_ts: int | None = None
@@ -58,6 +60,8 @@ class ReplayOptions:
     rebase_to_ns: int | None = None
     #: Rewrite every event's profile to this name.
     profile: str | None = None
+    #: Publish only events of these profiles (as recorded, before any rewrite).
+    only_profiles: frozenset[str] | None = None
     batch_size: int = 500
     extra_producer_config: dict[str, object] = field(default_factory=dict)
 
@@ -105,9 +109,13 @@ def replay_file(
     last_ts: int | None = None
     shift = 0
     published = 0
+    filtered = 0
     interrupted = False
     try:
         for event in read_events(path, rejects):
+            if opts.only_profiles is not None and event["profile"] not in opts.only_profiles:
+                filtered += 1
+                continue
             ts: int = event["ts"]
             if first_ts is None:
                 first_ts = ts
@@ -129,14 +137,14 @@ def replay_file(
             published += 1
             last_ts = event["ts"]
             if on_progress is not None and published % 256 == 0:
-                on_progress(published + rejects.count, published)
+                on_progress(published + filtered + rejects.count, published)
     except KeyboardInterrupt:
         interrupted = True  # Ctrl-C: what was published so far is still flushed.
     producer.flush()
     if on_progress is not None:
-        on_progress(published + rejects.count, published)
+        on_progress(published + filtered + rejects.count, published)
     return ReplayResult(
-        published=published, by_kind=by_kind, rejects=rejects,
+        published=published, by_kind=by_kind, rejects=rejects, filtered=filtered,
         seconds=time.monotonic() - started, shift_ns=shift,
         first_ts=None if first_ts is None else first_ts + shift, last_ts=last_ts,
         interrupted=interrupted,
@@ -161,6 +169,10 @@ def replay(
     profile: Annotated[
         str | None, typer.Option(help="Rewrite every event's profile to this name.")
     ] = None,
+    only_profile: Annotated[
+        list[str] | None,
+        typer.Option(help="Publish only events of this recorded profile (repeatable)."),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     bootstrap_servers: BootstrapOpt = None,
     kafka_option: KafkaOpt = None,
@@ -172,7 +184,10 @@ def replay(
         rebase = parse_instant_ns(rebase_ts) if rebase_ts is not None else None
     except TimeSpecError as exc:
         raise typer.BadParameter(str(exc), param_hint="--rebase-ts") from None
-    opts = ReplayOptions(speed=parse_speed(speed), rebase_to_ns=rebase, profile=profile)
+    opts = ReplayOptions(
+        speed=parse_speed(speed), rebase_to_ns=rebase, profile=profile,
+        only_profiles=frozenset(only_profile) if only_profile else None,
+    )
     settings = KafkaSettings.from_env(bootstrap_servers, kafka_option)
     total = count_lines(recording)
     with event_progress("events", enabled=progress) as bar:
@@ -187,6 +202,8 @@ def replay(
         f"published {result.published:,} events ({kinds}) in {result.seconds:.1f} s: "
         f"{result.rate:,.0f} events/s"
     )
+    if result.filtered:
+        typer.echo(f"left out {result.filtered:,} event(s) of other profiles")
     if result.shift_ns:
         typer.echo(f"timestamps shifted by {result.shift_ns / 1e9:+.3f} s")
     if result.rejects.count:
