@@ -66,4 +66,4 @@ def partition_for(profile: str, partitions: int = DEFAULT_PARTITIONS) -> int:
     """
     from aiokafka.partitioner import murmur2
 
-    return (murmur2(profile.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(profile.encode()) & 0x7FFFFFFF) % partitions

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 Deliver = Callable[[ClosedWindow], dict[str, str] | None]
 
 
-class ProfileTable(faust.Table):  # type: ignore[misc]
+class ProfileTable(faust.Table[bytes, bytes]):
     """A table whose keys start with a profile name (up to a NUL byte).
 
     Rows go to the changelog partition of their profile, the same partition number the
@@ -52,7 +52,7 @@ class ProfileTable(faust.Table):  # type: ignore[misc]
 
     def partition_for_key(self, key: bytes) -> int:
         profile = key.split(b"\x00", 1)[0].decode()
-        return partition_for(profile, self.partitions)
+        return partition_for(profile, self.partitions or DEFAULT_PARTITIONS)
 
 
 
@@ -117,23 +117,21 @@ class PipelineWorker:
             **cfg.settings.aiokafka(),
             **cfg.extra,
         )
-        raw = faust.Schema(
+        raw: faust.Schema[bytes, bytes] = faust.Schema(
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
-        self.windows_table = app.tables.add(
-            ProfileTable(
-                app, name="windows", partitions=cfg.partitions, schema=raw,
-                key_type=bytes, value_type=bytes,
-            )
+        self.windows_table = ProfileTable(
+            app, name="windows", partitions=cfg.partitions, schema=raw,
+            key_type=bytes, value_type=bytes,
         )
+        app.tables.add(self.windows_table)
         # One row per model entry (a file rule, a syscall...), not one row per model: a
         # batch writes only what changed, and no row grows with the model.
-        self.models_table = app.tables.add(
-            ProfileTable(
-                app, name="models", partitions=cfg.partitions, schema=raw,
-                key_type=bytes, value_type=bytes,
-            )
+        self.models_table = ProfileTable(
+            app, name="models", partitions=cfg.partitions, schema=raw,
+            key_type=bytes, value_type=bytes,
         )
+        app.tables.add(self.models_table)
         source = app.topic(
             *EVENT_TOPICS, CONTROL_TOPIC, key_serializer="raw", value_serializer="raw",
             partitions=cfg.partitions,
