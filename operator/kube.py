@@ -15,7 +15,6 @@ from typing import Any, Final
 
 from kubernetes import client
 from kubernetes import config as _config
-from kubernetes import watch as _watch
 from kubernetes.client.exceptions import ApiException
 
 from .policy import GROUP, KIND_CLUSTER_POLICY, PLURALS, VERSION
@@ -25,7 +24,49 @@ log = logging.getLogger(__name__)
 
 # The client's loaders carry no annotations; Any keeps mypy --strict quiet about that only.
 config: Any = _config
-watch: Any = _watch
+
+
+class WatchError(RuntimeError):
+    """The API server ended a watch with an error event (e.g. 410 Gone)."""
+
+
+class PolicyWatch:
+    """One streaming watch response; :meth:`close` from another thread ends the iteration
+    at once (a blocked read is woken by shutting the socket down)."""
+
+    def __init__(self, kind: str, response: Any) -> None:
+        self.kind = kind
+        self._response = response
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        pending = b""
+        try:
+            for chunk in self._response.stream(65536, decode_content=True):
+                pending += chunk
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    if line.strip():
+                        yield self._event(line)
+            if pending.strip():
+                yield self._event(pending)
+        finally:
+            self._response.release_conn()
+
+    def _event(self, line: bytes) -> tuple[str, dict[str, Any]]:
+        event = json.loads(line)
+        type_ = str(event.get("type"))
+        obj = event.get("object")
+        if type_ == "ERROR" or not isinstance(obj, dict):
+            message = obj.get("message") if isinstance(obj, dict) else obj
+            raise WatchError(f"watch of {self.kind} ended: {message}")
+        obj.setdefault("kind", self.kind)
+        return type_, obj
+
+    def close(self) -> None:
+        try:
+            self._response.shutdown()
+        except Exception as exc:  # already closed: nothing left to wake
+            log.debug("closing the %s watch: %s", self.kind, exc)
 
 #: Server-side watch timeout: each reconnect re-lists every object (a periodic resync).
 WATCH_TIMEOUT_S: Final = 300
@@ -64,21 +105,16 @@ class Kube:
             item.setdefault("kind", kind)  # list items may omit their kind
         return out
 
-    def watch_policies(self, kind: str, timeout_s: int = WATCH_TIMEOUT_S
-                       ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(event type, object) pairs until the server ends the watch."""
-        stream = watch.Watch().stream(
-            self.custom.list_cluster_custom_object, GROUP, VERSION, PLURALS[kind],
-            timeout_seconds=timeout_s,
+    def watch_policies(self, kind: str, timeout_s: int = WATCH_TIMEOUT_S) -> PolicyWatch:
+        """A watch of every object of ``kind``: iterate it for (event type, object)."""
+        response = self.custom.list_cluster_custom_object(
+            GROUP, VERSION, PLURALS[kind], watch=True, timeout_seconds=timeout_s,
+            _preload_content=False,
             # A silent connection (a lost peer, a server ignoring timeoutSeconds) must not
             # block the watch forever: the client gives up a little after the server would.
             _request_timeout=timeout_s + 30,
         )
-        for event in stream:
-            obj = event.get("raw_object") or event.get("object")
-            if isinstance(obj, dict):
-                obj.setdefault("kind", kind)
-                yield str(event.get("type")), obj
+        return PolicyWatch(kind, response)
 
     def get_policy(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:

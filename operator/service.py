@@ -24,7 +24,7 @@ from armorflow.control import PHASE_COMPLETED, PolicyRef, make_control
 from armorflow.kafka import make_consumer
 from armorflow.topics import TARGETS_TOPIC
 
-from .kube import WATCH_TIMEOUT_S, Kube
+from .kube import WATCH_TIMEOUT_S, Kube, PolicyWatch
 from .messaging import Publisher, StatusListener, StatusReport
 from .policy import (
     DEFAULT_SYSTEM_NAMESPACE,
@@ -104,6 +104,7 @@ class OperatorService:
         self._queue: queue.Queue[Work] = queue.Queue()
         self._pending: set[PolicyKey] = set()
         self._lock = threading.Lock()
+        self._watches: dict[str, PolicyWatch] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         #: profile name -> policy, learnt from reconciles; reports find their policy here.
@@ -124,11 +125,13 @@ class OperatorService:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._lock:
+            watches = list(self._watches.values())
+        for stream in watches:
+            stream.close()  # wakes the watch threads out of their blocking reads
         self._listener.stop()
         for thread in self._threads:
-            if thread.name in ("worker", "resync"):
-                thread.join(10)
-        # Watch threads may sit in a blocking read; they are daemons and exit on their own.
+            thread.join(10)
 
     def healthy(self) -> bool:
         return (
@@ -158,7 +161,12 @@ class OperatorService:
     def _watch_loop(self, kind: str) -> None:
         while not self._stop.is_set():
             try:
-                for type_, obj in self.kube.watch_policies(kind, self.watch_timeout_s):
+                stream = self.kube.watch_policies(kind, self.watch_timeout_s)
+                with self._lock:
+                    self._watches[kind] = stream
+                if self._stop.is_set():
+                    stream.close()
+                for type_, obj in stream:
                     if self._stop.is_set():
                         return
                     if type_ == "DELETED":
