@@ -7,6 +7,7 @@ each test adds its own targets.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -215,3 +216,38 @@ def test_trace_command_writes_schema_events(tmp_path: Path) -> None:
     executed = {Path(e["path"]).name for e in of_kind(events, "exec")}
     assert {"cat", "id", "ls", "unshare"} <= executed
     assert '"drops": 0' in done.stderr
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_trace_command_publishes_to_kafka(tmp_path: Path, noida_broker: object) -> None:
+    from armorflow.broker import EmbeddedBroker
+    from armorflow.events import Rejects
+    from armorflow.kafka import consume_until_idle, make_consumer
+    from armorflow.topics import EVENT_TOPICS
+
+    assert isinstance(noida_broker, EmbeddedBroker)
+    profile = f"cli-kafka-{uuid.uuid4().hex[:6]}"
+    armorflow = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "armorflow"
+    done = subprocess.run(
+        [str(armorflow), "trace", "--profile", profile,
+         "--bootstrap-servers", noida_broker.bootstrap_servers,
+         "--spool-dir", str(tmp_path / "spool"), "--", "sh", "-c", SHELL_DEMO],
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"all_delivered": true' in done.stderr
+    consumer = make_consumer(noida_broker.settings(), f"test-{profile}")
+    consumer.subscribe(list(EVENT_TOPICS))
+    rejects = Rejects()
+    try:
+        events = [e for e in consume_until_idle(consumer, rejects, idle_s=3.0)
+                  if e["profile"] == profile]
+    finally:
+        consumer.close()
+    assert rejects.count == 0, rejects.samples
+    executed = {Path(e["path"]).name for e in of_kind(events, "exec")}
+    assert {"cat", "id", "ls", "unshare"} <= executed
+    assert "/etc/hostname" in {e["path"] for e in of_kind(events, "file")}
+    published = int(re.search(r'"published": (\d+)', done.stderr)[1])  # type: ignore[index]
+    assert len(events) == published
