@@ -368,3 +368,15 @@ def test_sigterm_ends_a_live_recording_and_keeps_what_was_read(
     assert pids and pids == list(range(pids[0], seq)), output
     assert f"recorded {len(pids):,} events" in output
     assert [e["ts"] for e in recorded] == sorted(e["ts"] for e in recorded)
+
+
+def test_unreachable_brokers_are_a_clear_error(tmp_path: Path) -> None:
+    from armorflow.broker import free_port
+    from armorflow.config import KafkaSettings
+    from armorflow.users.topicread import BrokerUnreachable
+
+    nowhere = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    with pytest.raises(BrokerUnreachable, match=r"cannot read topics from 127\.0\.0\.1:"):
+        TopicReader(nowhere, list(EVENT_TOPICS), timeout_s=1.0)
+    assert time.monotonic() - started < 10

@@ -45,7 +45,12 @@ from armorflow.events import (
     read_events,
     write_events,
 )
-from armorflow.users.topicread import TopicReader, TopicSpecError, parse_topics
+from armorflow.users.topicread import (
+    BrokerUnreachable,
+    TopicReader,
+    TopicSpecError,
+    parse_topics,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -333,6 +338,9 @@ def query(
         loaded = load_source(con, source, settings=settings, engine=engine)
     except SourceError as exc:
         raise typer.BadParameter(str(exc), param_hint="--from") from None
+    except BrokerUnreachable as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
     if loaded.rejects.count:
         typer.echo(f"skipped {loaded.rejects.count:,} bad record(s) of {source}:", err=True)
         for sample in loaded.rejects.samples:

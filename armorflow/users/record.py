@@ -29,7 +29,12 @@ from armorflow.config import KafkaSettings
 from armorflow.events import Event, Rejects, open_recording
 from armorflow.users.progress import event_progress
 from armorflow.users.timespec import TimeSpecError, Until, parse_until
-from armorflow.users.topicread import TopicReader, TopicSpecError, parse_topics
+from armorflow.users.topicread import (
+    BrokerUnreachable,
+    TopicReader,
+    TopicSpecError,
+    parse_topics,
+)
 
 #: Events held in memory (as encoded lines) before a sorted run is spilled to disk.
 DEFAULT_SORT_BUFFER = 200_000
@@ -258,6 +263,9 @@ def record(
                 settings, wanted, out, from_beginning=from_beginning, until=bound,
                 max_events=max_events, sort_buffer=sort_buffer, on_progress=_progress,
             )
+        except BrokerUnreachable as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
         finally:
             signal.signal(signal.SIGTERM, previous)
     kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(result.by_kind.items())) or "none"

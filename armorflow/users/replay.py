@@ -25,7 +25,7 @@ import typer
 from armorflow.cliopts import BootstrapOpt, KafkaOpt
 from armorflow.config import KafkaSettings
 from armorflow.events import Rejects, open_recording, read_events
-from armorflow.kafka import EventProducer
+from armorflow.kafka import DeliveryError, EventProducer
 from armorflow.users.progress import event_progress
 from armorflow.users.timespec import TimeSpecError, parse_instant_ns
 
@@ -196,7 +196,11 @@ def replay(
         def _progress(lines: int, published: int) -> None:
             bar.update(task, completed=lines, description=f"replaying: {published:,} published")
 
-        result = replay_file(settings, recording, opts, on_progress=_progress)
+        try:
+            result = replay_file(settings, recording, opts, on_progress=_progress)
+        except DeliveryError as exc:
+            typer.echo(f"replay failed: {exc} (brokers: {settings.bootstrap_servers})", err=True)
+            raise typer.Exit(1) from None
     kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(result.by_kind.items())) or "none"
     typer.echo(
         f"published {result.published:,} events ({kinds}) in {result.seconds:.1f} s: "

@@ -35,6 +35,10 @@ class TopicSpecError(ValueError):
     """A ``--topics`` / ``--from`` value that names no event topic."""
 
 
+class BrokerUnreachable(RuntimeError):
+    """The brokers did not answer the reader's metadata or watermark requests."""
+
+
 def parse_topics(spec: str) -> list[str]:
     """``all`` or a comma list of kinds (``file,exec``) or full topic names."""
     spec = spec.strip()
@@ -88,6 +92,15 @@ class TopicReader:
         self._assign()
 
     def _assign(self) -> None:
+        try:
+            self._assign_partitions()
+        except KafkaException as exc:
+            self._consumer.close()
+            raise BrokerUnreachable(
+                f"cannot read topics from {self.settings.bootstrap_servers}: {exc}"
+            ) from None
+
+    def _assign_partitions(self) -> None:
         metadata = self._consumer.list_topics(timeout=self.timeout_s)
         assignment: list[TopicPartition] = []
         for topic in self.topics:
