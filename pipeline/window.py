@@ -88,7 +88,13 @@ def apply_control(window: Window | None, control: Control, now_ns: int) -> Windo
     if control.type == "update":
         assert control.duration_s is not None
         if window.state is WindowState.OPEN:
-            window.duration_s = control.duration_s
+            # A duration that has already elapsed ends the window *now* (when the update
+            # was issued), not in the past: as in the seed's step 5, patching the
+            # duration to one minute after three minutes of modeling keeps those three
+            # minutes of behaviour and stops there.
+            issued = min(control.ts, now_ns)
+            elapsed_s = max(0, issued - window.start_ts) / NS
+            window.duration_s = max(control.duration_s, min(window.duration_s, elapsed_s))
         return window
     if control.type == "stop":
         if window.state is WindowState.OPEN:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import orjson
-from armorflow.pipeline.ingest import BatchResult, Ingestor
-from armorflow.pipeline.window import NS, WindowState
 
 from armorflow.aaglob import escape_literal
 from armorflow.control import make_control
 from armorflow.events import make_event
+from armorflow.pipeline.ingest import BatchResult, Ingestor
+from armorflow.pipeline.window import NS, WindowState
 
 T0 = 1_700_000_000 * NS
 
@@ -49,11 +49,24 @@ def test_update_shortens_and_stop_ends_the_window() -> None:
     ing.apply_batch([start("p", 1800)], now_ns=T0)
     w = ing.windows["p"]
     assert not w.due(T0 + 120 * NS, grace_s=30)
+    # Patched to one minute after two minutes of modeling: the window ends now, keeping
+    # the two minutes (as in the seed's step 5), and closes once the grace period passed.
     ing.apply_batch(
         [make_control("update", "p", duration_s=60, ts=T0 + 120 * NS).encode()],
         now_ns=T0 + 120 * NS,
     )
-    assert w.due(T0 + 120 * NS, grace_s=30)
+    assert w.end_ts == T0 + 120 * NS
+    assert not w.due(T0 + 149 * NS, grace_s=30)
+    assert w.due(T0 + 150 * NS, grace_s=30)
+    ing.apply_batch([ev("p", T0 + 90 * NS, "kept"), ev("p", T0 + 121 * NS, "after")])
+    assert ing.models["p"].syscalls == {"kept"}
+    # Shortening to a duration still ahead simply moves the end.
+    ing.apply_batch([start("q", 1800)], now_ns=T0)
+    ing.apply_batch(
+        [make_control("update", "q", duration_s=600, ts=T0 + 120 * NS).encode()],
+        now_ns=T0 + 120 * NS,
+    )
+    assert ing.windows["q"].end_ts == T0 + 600 * NS
     ing.apply_batch([start("s", 1800)], now_ns=T0)
     ing.apply_batch([make_control("stop", "s", ts=T0 + 5 * NS).encode()], now_ns=T0 + 5 * NS)
     assert ing.windows["s"].end_ts == T0 + 5 * NS
