@@ -7,6 +7,7 @@ import csv
 import io
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -137,10 +138,18 @@ def test_bad_sql_is_a_clear_error() -> None:
     assert "query failed" in result.stderr
 
 
+@pytest.fixture(scope="module")
+def broker() -> Iterator[EmbeddedBroker]:
+    """A broker of this module's own: a snapshot reads only what this module published."""
+    own = EmbeddedBroker(impl="noida").start()
+    yield own
+    own.cleanup()
+
+
 @pytest.mark.broker
-def test_topic_snapshots_on_a_real_broker(noida_broker: EmbeddedBroker) -> None:
+def test_topic_snapshots_on_a_real_broker(broker: EmbeddedBroker) -> None:
     profile = f"q-{uuid.uuid4().hex[:8]}"
-    producer = EventProducer(noida_broker.settings(), batch_size=7)
+    producer = EventProducer(broker.settings(), batch_size=7)
     for i in range(50):
         producer.publish(make_event("file", ts=i, profile=profile, pod="p1",
                                     path=f"/data/{i % 5}", perms="w", owner=True))
@@ -150,7 +159,7 @@ def test_topic_snapshots_on_a_real_broker(noida_broker: EmbeddedBroker) -> None:
     producer.flush()
     sql = (f"SELECT kind, count(*) AS n, count(DISTINCT coalesce(path, name)) AS distinct_what "
            f"FROM events WHERE profile = '{profile}' GROUP BY kind ORDER BY kind")
-    bootstrap = ["-b", noida_broker.bootstrap_servers]
+    bootstrap = ["-b", broker.bootstrap_servers]
     out, _ = _query(sql, "--from", "topics:all", "--format", "csv", *bootstrap)
     assert list(csv.reader(io.StringIO(out))) == [
         ["kind", "n", "distinct_what"], ["file", "50", "5"], ["syscall", "20", "4"],
