@@ -156,13 +156,24 @@ def test_late_events_within_grace_count_and_after_close_do_not(
     assert status["counts"]["droppedOutside"] == 1
 
 
+@pytest.mark.parametrize(
+    "impl",
+    [
+        "noida",
+        pytest.param("tansu", marks=pytest.mark.xfail(
+            reason="Tansu 0.6 has no transactions (InitProducerId fails): see docs/brokers.md",
+            strict=True,
+        )),
+    ],
+)
 def test_exactly_once_on_a_broker_with_transactions(
-    noida_broker: EmbeddedBroker, workers: list[WorkerProcess], tmp_path: Path
+    impl: str, request: pytest.FixtureRequest, workers: list[WorkerProcess], tmp_path: Path
 ) -> None:
+    noida_broker: EmbeddedBroker = request.getfixturevalue(f"{impl}_broker")
     app = unique("eos")
     w = _spawn(workers, noida_broker, app, tmp_path, 2.0,
                ["--processing-guarantee", "exactly_once"])
-    w.wait_ready()
+    w.wait_ready(timeout_s=30)
     profile = unique("eos")
     start = time.time_ns()
     control(noida_broker, "start", profile, duration_s=600, start_ts=start)
@@ -170,7 +181,7 @@ def test_exactly_once_on_a_broker_with_transactions(
     publish(noida_broker, events)
     time.sleep(3)
     control(noida_broker, "update", profile, duration_s=1)
-    completed(noida_broker, profile, timeout_s=60)
+    completed(noida_broker, profile, timeout_s=30)
     expected = model_recording(events, Stages.default())[0]
     doc = _doc(noida_broker, profile, app)
     got = BehaviourModel.from_dict(doc["model"])  # type: ignore[arg-type]
