@@ -251,3 +251,26 @@ def test_trace_command_publishes_to_kafka(tmp_path: Path, noida_broker: object) 
     assert "/etc/hostname" in {e["path"] for e in of_kind(events, "file")}
     published = int(re.search(r'"published": (\d+)', done.stderr)[1])  # type: ignore[index]
     assert len(events) == published
+
+
+@pytest.mark.slow
+def test_a_full_ring_buffer_is_counted_not_hidden(tmp_path: Path) -> None:
+    from armorflow.agents.bpf import Sizes
+
+    small = Tracer(node="test-node", sizes=Sizes(ring_pages=1)).start()  # a 4 KiB ring
+    try:
+        script = f"for i in $(seq 400); do : > {tmp_path}/f$i; done"
+        box = LocalContainer(["sh", "-c", script]).spawn()
+        small.add_target(Attribution(profile="demo-drops"), mntns=box.mntns, pid=box.pid)
+        box.release()
+        assert box.wait(60) == 0  # nobody reads the ring meanwhile
+        events = small.drain()
+        stats = small.stats()
+    finally:
+        small.stop()
+    created = {e["path"] for e in of_kind(events, "file")}
+    assert stats.drops > 0
+    # Every record the kernel wrote was read; every other one is in the drop count.
+    assert stats.received == stats.emitted
+    assert len(created) + stats.drops >= 400
+    assert stats.published == len(events)
