@@ -118,6 +118,7 @@ class PolicyStatus:
     target_digest: str = ""
     workloads_restarted: int | None = None
     completed_ts: int | None = None
+    observed_generation: int | None = None
     conditions: tuple[dict[str, Any], ...] = ()
 
 
@@ -197,6 +198,7 @@ def _parse_status(raw: Any) -> PolicyStatus:
         target_digest=str(modeling.get("targetDigest") or ""),
         workloads_restarted=_opt_int(modeling.get("workloadsRestarted")),
         completed_ts=_opt_int(modeling.get("completedTs")),
+        observed_generation=_opt_int(raw.get("observedGeneration")),
         conditions=tuple(c for c in conditions if isinstance(c, dict))
         if isinstance(conditions, list) else (),
     )

@@ -127,12 +127,17 @@ def _status_dict(policy: Policy, profile: str, **changes: Any) -> dict[str, Any]
         "acceptedMode": st.accepted_mode,
         "conditions": list(st.conditions),
     }
-    if policy.generation is not None:
-        out["observedGeneration"] = policy.generation
+    if st.observed_generation is not None:
+        out["observedGeneration"] = st.observed_generation
     if modeling:
         out["modeling"] = modeling
     out.update(changes)
     return out
+
+
+def _observed(policy: Policy) -> dict[str, Any]:
+    """The spec generation a reconcile has looked at (``kubectl wait`` style)."""
+    return {} if policy.generation is None else {"observedGeneration": policy.generation}
 
 
 def _same_status(policy: Policy, new: dict[str, Any], profile: str) -> bool:
@@ -159,7 +164,7 @@ def plan_reconcile(
         if policy.problems:
             message = "; ".join(policy.problems)
             new = _status_dict(
-                policy, profile, ready=False, phase=PHASE_ERROR, conditions=[
+                policy, profile, **_observed(policy), ready=False, phase=PHASE_ERROR, conditions=[
                     condition(previous, COND_READY, False, "InvalidSpec", message, now_ns),
                     condition(previous, COND_ACCEPTED, False, "InvalidSpec", message, now_ns),
                 ],
@@ -171,7 +176,7 @@ def plan_reconcile(
                 "is not enforced"
             )
             new = _status_dict(
-                policy, profile, ready=False, phase=PHASE_UNSUPPORTED,
+                policy, profile, **_observed(policy), ready=False, phase=PHASE_UNSUPPORTED,
                 acceptedMode=policy.mode, conditions=[
                     condition(previous, COND_READY, False, "UnsupportedMode", message, now_ns),
                     condition(previous, COND_ACCEPTED, True, "Accepted", "", now_ns),
@@ -190,8 +195,8 @@ def plan_reconcile(
             plan.restart = policy.update_existing_workloads
             message = f"modeling for {policy.duration} minute(s)"
             new = _status_dict(
-                policy, profile, profileName=profile, ready=True, phase=PHASE_MODELING,
-                acceptedMode=MODE_BEHAVIOR_MODELING,
+                policy, profile, **_observed(policy), profileName=profile, ready=True,
+                phase=PHASE_MODELING, acceptedMode=MODE_BEHAVIOR_MODELING,
                 modeling={
                     "startTs": now_ns, "duration": policy.duration, "targetDigest": digest,
                 },
@@ -212,7 +217,7 @@ def plan_reconcile(
             f"switching the mode from {st.accepted_mode} to {policy.mode} is refused: "
             f"delete the policy and create it again to use {policy.mode}"
         )
-        new = _status_dict(policy, profile, conditions=[
+        new = _status_dict(policy, profile, **_observed(policy), conditions=[
             *kept, condition(previous, COND_ACCEPTED, False, "ModeSwitchRefused", message, now_ns),
         ])
         plan.status = None if _same_status(policy, new, profile) else new
@@ -223,13 +228,13 @@ def plan_reconcile(
     accepted = condition(previous, COND_ACCEPTED, True, "Accepted", "", now_ns)
     if st.accepted_mode != MODE_BEHAVIOR_MODELING:
         # An unsupported mode, already reported: only a resolved refusal is cleared.
-        new = _status_dict(policy, profile, conditions=[*kept, accepted])
+        new = _status_dict(policy, profile, **_observed(policy), conditions=[*kept, accepted])
         plan.status = None if _same_status(policy, new, profile) else new
         return plan
 
     if policy.problems:
         message = "the change is not applied: " + "; ".join(policy.problems)
-        new = _status_dict(policy, profile, conditions=[
+        new = _status_dict(policy, profile, **_observed(policy), conditions=[
             *kept, condition(previous, COND_ACCEPTED, False, "InvalidSpec", message, now_ns),
         ])
         plan.status = None if _same_status(policy, new, profile) else new
@@ -259,7 +264,8 @@ def plan_reconcile(
             plan.targets = targets_value(policy, profile, active=True, scope=scope)
             modeling["targetDigest"] = digest
             plan.notes.append(f"{policy.describe()}: target changed, republished")
-    new = _status_dict(policy, profile, modeling=modeling, conditions=[*kept, accepted])
+    new = _status_dict(policy, profile, **_observed(policy), modeling=modeling,
+                       conditions=[*kept, accepted])
     plan.status = None if _same_status(policy, new, profile) else new
     return plan
 

@@ -310,3 +310,14 @@ def test_named_targets_resolve_to_the_workloads_pod_selector() -> None:
     later = plan_reconcile(parse_policy(obj), NOW + MINUTE, scope=scope)
     assert later.controls == [] and later.targets is not None
     assert later.targets["selector"] == {"matchLabels": {"run": "web"}}
+
+
+def test_observed_generation_follows_the_spec() -> None:
+    obj = started(seed_cluster_policy())
+    assert obj["status"]["observedGeneration"] == 1
+    obj["metadata"]["generation"] = 2
+    obj["spec"]["updateExistingWorkloads"] = False  # a change with nothing else to do
+    plan = plan_reconcile(parse_policy(obj), NOW + MINUTE)
+    assert plan.controls == [] and plan.status is not None
+    assert plan.status["observedGeneration"] == 2
+    assert plan_reconcile(parse_policy(with_status(obj, plan.status)), NOW + MINUTE).empty
