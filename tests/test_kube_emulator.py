@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kmock
 import pytest
 import yaml
 from kubernetes import client, dynamic, watch
@@ -386,6 +387,36 @@ def test_crd_created_through_the_api_is_served(api: Any, core: Any) -> None:
         {"apiVersion": f"other.armorflow.io/{VERSION}", "kind": "Widget",
          "metadata": {"name": "o"}, "spec": {"size": 1}})
     assert made["metadata"]["generation"] == 1
+
+
+def test_a_tests_own_reactions_come_first(kube: KubeEmulator, custom: Any, core: Any) -> None:
+    """kmock's DSL still works on the handler: here, one injected 503 on one object."""
+    created = create(custom, widget("w-fault"))
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/shop/{PLURAL}/w-fault"
+    calls: list[str] = []
+
+    def fail_once(request: kmock.Request) -> None:
+        calls.append(request.url.path)
+        if len(calls) == 1:
+            raise kmock.KubernetesError(status=503, reason="ServiceUnavailable",
+                                        message="injected")
+        # None: not this reaction's business any more (kmock then disables it).
+
+    kube.call(lambda: kube.handler[kmock.method.GET, kmock.path(path)] << fail_once)
+    with pytest.raises(ApiException) as injected:
+        get(custom, "w-fault")
+    assert injected.value.status == 503
+    # While the reaction is active, the store still answers everything else (through
+    # kmock's routing): lists, watches, writes.
+    patched = custom.patch_namespaced_custom_object(GROUP, VERSION, "shop", PLURAL, "w-fault",
+                                                    {"spec": {"size": 9}})
+    events = list(watch.Watch().stream(
+        custom.list_namespaced_custom_object, GROUP, VERSION, "shop", PLURAL,
+        resource_version=created["metadata"]["resourceVersion"], timeout_seconds=1))
+    assert [(e["type"], e["object"]["spec"]["size"]) for e in events] == [("MODIFIED", 9)]
+    assert get(custom, "w-fault") == patched
+    assert get(custom, "w-fault") == patched
+    assert calls == [path, path]  # the reaction stood aside once and was then retired
 
 
 def kubectl(kube: KubeEmulator, *args: str, stdin: str | None = None) -> str:
