@@ -34,6 +34,7 @@ SMALL_CLUSTER_SETS = [
     "--set", "kafka.tls.certKey=user.crt", "--set", "kafka.tls.keyKey=user.key",
     "--set", "kafka.sasl.enabled=true", "--set", "kafka.sasl.secretName=kafka-user",
     "--set", "agent.sysAdmin=true",
+    "--set", "pipeline.modelStorageClaim=armorflow-models",
 ]
 SEED_HEADER = [
     "NAME", "ENFORCER", "MODE", "TARGET-KIND", "TARGET-NAME", "TARGET-SELECTOR",
@@ -190,6 +191,10 @@ def test_embedded_broker_and_kafka_security() -> None:
     names = [e["name"] for e in container["env"]]
     assert names.index("ARMORFLOW_KAFKA_SASL_PASSWORD") < names.index("ARMORFLOW_KAFKA_OPTIONS")
     assert "/etc/armorflow/kafka-tls" in {m["mountPath"] for m in container["volumeMounts"]}
+    (pipeline,) = [d for d in by_kind(docs, "Deployment")
+                   if d["metadata"]["name"].endswith("pipeline")]
+    volumes = {v["name"]: v for v in pipeline["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["state"]["persistentVolumeClaim"] == {"claimName": "armorflow-models"}
     # default: no broker, plain connection
     default = render()
     assert by_kind(default, "StatefulSet") == []
