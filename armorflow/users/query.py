@@ -2,7 +2,8 @@
 
 The table ``events`` has one column per schema field: the common fields, then every
 kind-specific field (``path``, ``perms``, ``name``...; NULL where a kind has no such
-field), ``extra`` (a JSON object of any field the schema does not know, else NULL) and
+field), ``extra`` (a JSON object of any field the event's kind does not declare, else
+NULL) and
 ``event_time`` (``ts`` as a UTC TIMESTAMP, for grouping by time).
 
 Two engines load it, and both end in the same SQL that checks each record against the
@@ -180,13 +181,33 @@ def _checked_sql() -> str:
     )
 
 
+def _kind_fields(kind: str) -> list[str]:
+    """The fields the schema declares for ``kind``: common, required, optional."""
+    return [*COMMON_FIELDS, *KIND_FIELDS[kind], *OPTIONAL_FIELDS.get(kind, {})]
+
+
 def _events_sql() -> str:
-    """Typed columns of the valid ``raw_checked`` rows, in file order."""
-    known_null = orjson.dumps(dict.fromkeys(COLUMNS)).decode()
-    picks = ", ".join(f"e.{name} AS {name}" for name in COLUMNS)
+    """Typed columns of the valid ``raw_checked`` rows, in file order.
+
+    A kind-specific column is filled only for the kinds that declare the field; a field
+    an event's kind does not declare (``perms`` on an exec, say) goes to ``extra`` with
+    the fields the schema does not know at all.
+    """
+    picks = []
+    for name in COLUMNS:
+        if name in COMMON_FIELDS:
+            picks.append(f"e.{name} AS {name}")
+            continue
+        kinds = ", ".join(_q(k) for k in KINDS if name in _kind_fields(k))
+        picks.append(f"CASE WHEN e.kind IN ({kinds}) THEN e.{name} END AS {name}")
+    removals = " ".join(
+        f"WHEN {_q(kind)} THEN json_merge_patch(doc, "
+        f"{_q(orjson.dumps(dict.fromkeys(_kind_fields(kind))).decode())})"
+        for kind in KINDS
+    )
     return (
-        f"SELECT {picks}, "
-        f"CAST(NULLIF(json_merge_patch(doc, {_q(known_null)}), '{{}}') AS JSON) AS extra, "
+        f"SELECT {', '.join(picks)}, "
+        f"CAST(NULLIF(CASE e.kind {removals} END, '{{}}') AS JSON) AS extra, "
         "make_timestamp(e.ts // 1000) AS event_time "
         "FROM raw_checked WHERE reason IS NULL ORDER BY record"
     )
