@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlparse
 
 import orjson
 
+from armorflow.control import PolicyRef
 from armorflow.model import BehaviourModel
 from armorflow.render.seccomp import seccomp_json
 
@@ -66,21 +67,12 @@ class ResourceError(ValueError):
     """A resource that cannot be built or read (too large profiles, corrupt model data)."""
 
 
-@dataclass(frozen=True)
-class PolicyRef:
-    """The policy a model belongs to; ``uid`` (when known) makes it the resource's owner."""
-
-    kind: str
-    namespace: str
-    name: str
-    uid: str | None = None
-    api_version: str = API_VERSION
-
-    def owner_reference(self) -> dict[str, Any] | None:
-        if not self.uid:
-            return None
-        return {"apiVersion": self.api_version, "kind": self.kind, "name": self.name,
-                "uid": self.uid, "controller": True, "blockOwnerDeletion": False}
+def owner_reference(policy: PolicyRef) -> dict[str, Any] | None:
+    """The owner reference to ``policy``, or None while its uid is unknown ("")."""
+    if not policy.uid:
+        return None
+    return {"apiVersion": API_VERSION, "kind": policy.kind, "name": policy.name,
+            "uid": policy.uid, "controller": True, "blockOwnerDeletion": False}
 
 
 def resource_namespace(policy: PolicyRef) -> str:
@@ -94,8 +86,9 @@ def resource_namespace(policy: PolicyRef) -> str:
 class CompletedModel:
     """A finished model and its rendered profiles: what a sink writes.
 
-    ``apparmor`` (profile text) and ``seccomp`` (the profile as a dict) are None when the
-    enforcer does not use them.
+    ``policy`` is the control messages' :class:`~armorflow.control.PolicyRef` (its ``uid``
+    "" while unknown); ``apparmor`` (profile text) and ``seccomp`` (the profile as a dict)
+    are None when the enforcer does not use them.
     """
 
     profile: str
@@ -204,7 +197,7 @@ def build_resource(
     """
     metadata: dict[str, Any] = {"name": name, "namespace": namespace,
                                 "labels": dict(MANAGED_BY)}
-    reference = owner.owner_reference() if owner is not None else None
+    reference = owner_reference(owner) if owner is not None else None
     if reference is not None:
         metadata["ownerReferences"] = [reference]
     base: dict[str, Any] = {

@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from test_resource import demo_model, library_model
 
 from armorflow.model import BehaviourModel
-from armorflow.pipeline.sink import CompletedModel, PolicyRef, open_sink
+from armorflow.pipeline.sink import CompletedModel, PolicyRef, completed_from_window, open_sink
 from armorflow.render import compile_check, render_apparmor, render_seccomp
 from armorflow.resource import (
     GROUP,
@@ -268,3 +268,21 @@ def test_sink_urls() -> None:
         open_sink("k8s://?kubeconfg=/x")
     with pytest.raises(ValueError, match="directory"):
         open_sink("file://")
+
+
+def test_a_closed_window_becomes_a_completed_model(tmp_path: Path) -> None:
+    from armorflow.pipeline.stages import ClosedWindow
+
+    model = demo_model()
+    name = "varmor-cluster-varmor-window"
+    window = ClosedWindow(
+        profile=name, namespace="", enforcer="AppArmor", start_ts=1, end_ts=2, model=model,
+        policy={"kind": "VarmorClusterPolicy", "namespace": "", "name": "window", "uid": ""},
+        apparmor=render_apparmor(name, model).text, seccomp=None)
+    done = completed_from_window(window)
+    assert done.namespace == "varmor" and done.policy.name == "window"
+    result = open_sink(f"file://{tmp_path}").write(done)
+    written = yaml.safe_load(Path(result.location).read_text())
+    assert "ownerReferences" not in written["metadata"]  # the uid is not known yet
+    assert written["status"]["desiredNumber"] == written["status"]["completedNumber"] == 1
+    assert "seccompContent" not in written["data"]["profile"]

@@ -1,7 +1,8 @@
 """Sinks: where completed models and their profiles go, chosen by URL.
 
 ``open_sink(url).write(completed) -> SinkResult`` for a
-:class:`~armorflow.resource.CompletedModel`; writes are synchronous (async code calls
+:class:`~armorflow.resource.CompletedModel` (``completed_from_window(closed)`` makes one
+from the pipeline's rendered ``ClosedWindow``); writes are synchronous (async code calls
 ``await asyncio.to_thread(sink.write, completed)``).
 
 - ``k8s://`` — ArmorProfileModel resources through the official client, with in-cluster
@@ -17,10 +18,35 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from armorflow.control import PolicyRef
+from armorflow.model import BehaviourModel
 from armorflow.pipeline.sink.base import Merged, Sink, SinkError, SinkResult, merge_with_stored
-from armorflow.resource import DEFAULT_BUDGET, CompletedModel, PolicyRef
+from armorflow.resource import DEFAULT_BUDGET, CompletedModel, resource_namespace
+
+
+class RenderedWindow(Protocol):
+    """What :func:`completed_from_window` reads (the pipeline's ``ClosedWindow`` has it)."""
+
+    profile: str
+    namespace: str
+    policy: dict[str, str]
+    enforcer: str
+    model: BehaviourModel
+    apparmor: str | None
+    seccomp: dict[str, Any] | None
+
+
+def completed_from_window(window: RenderedWindow) -> CompletedModel:
+    """A sink's input from a closed, rendered window (its namespace, else the policy's)."""
+    policy = PolicyRef.parse(window.policy)
+    return CompletedModel(
+        profile=window.profile, namespace=window.namespace or resource_namespace(policy),
+        policy=policy, enforcer=window.enforcer, model=window.model,
+        apparmor=window.apparmor, seccomp=window.seccomp,
+    )
 
 
 def _param(query: dict[str, list[str]], name: str) -> str | None:
@@ -59,9 +85,11 @@ __all__ = [
     "CompletedModel",
     "Merged",
     "PolicyRef",
+    "RenderedWindow",
     "Sink",
     "SinkError",
     "SinkResult",
+    "completed_from_window",
     "merge_with_stored",
     "open_sink",
 ]
