@@ -256,12 +256,20 @@ def record(
             bar.update(task, completed=messages, total=total or None,
                        description=f"recording: {events:,} events")
 
+        def _ready() -> None:
+            # Said once the partitions are assigned: from here on nothing new is missed.
+            what = "snapshot of" if from_beginning and not until else "recording"
+            bar.console.print(f"{what} {len(wanted)} topic(s) on "
+                              f"{settings.bootstrap_servers}; Ctrl-C stops and keeps "
+                              "what was read", highlight=False)
+
         # SIGTERM ends a live recording as Ctrl-C does: what was read is written out.
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             result = record_topics(
                 settings, wanted, out, from_beginning=from_beginning, until=bound,
                 max_events=max_events, sort_buffer=sort_buffer, on_progress=_progress,
+                on_ready=_ready,
             )
         except BrokerUnreachable as exc:
             typer.echo(str(exc), err=True)

@@ -153,7 +153,9 @@ def replay_file(
 
 def replay(
     recording: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="FILE.jsonl[.zst|.gz]")
+        Path,
+        typer.Argument(metavar="FILE", exists=True, dir_okay=False,
+                       help="A recording: .jsonl, .jsonl.zst or .jsonl.gz."),
     ],
     speed: Annotated[
         str,
