@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from armorflow.pipeline.stages import ClosedWindow, Stages
-from armorflow.pipeline.window import NS
-
 from armorflow.events import Event
 from armorflow.model import BehaviourModel
+from armorflow.pipeline.stages import ClosedWindow, Stages
+from armorflow.pipeline.window import NS
 
 
 @dataclass
