@@ -285,3 +285,31 @@ def test_the_cli_accepts_the_rendered_arguments(sets: list[str]) -> None:
                 assert ctx.params  # parsed, not run
             checked += 1
     assert checked == 4  # operator, pipeline, agent, topics
+
+
+def test_the_pipeline_sink_url_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rendered --sink URL is one the pipeline's sink factory accepts, model dir included
+    (a kubeconfig parameter stands in for the pod's in-cluster credentials)."""
+    from armorflow.pipeline.sink import open_sink
+    from armorflow.pipeline.sink.k8s import KubernetesSink
+
+    (pipeline,) = [d for d in by_kind(render(), "Deployment")
+                   if d["metadata"]["name"].endswith("pipeline")]
+    (url,) = [a.removeprefix("--sink=")
+              for a in pipeline["spec"]["template"]["spec"]["containers"][0]["args"]
+              if a.startswith("--sink=")]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    }))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    joiner = "&" if "?" in url else "?"
+    sink = open_sink(f"{url}{joiner}kubeconfig={kubeconfig}")
+    try:
+        assert isinstance(sink, KubernetesSink)
+        assert sink.model_dir == Path("/var/lib/armorflow/models")
+    finally:
+        sink.close()
