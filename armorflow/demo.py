@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+import yaml
 from confluent_kafka import Consumer
 
 from armorflow.broker import EmbeddedBroker
@@ -144,15 +145,20 @@ def demo(
             producer.flush()
             typer.echo(f"{step} duration patched to 1 minute: modeling ends")
             document = _wait_for_model(broker, timeout_s=60)
-    # Step 6: the result.
+    # Step 6: the result, read back from the ArmorProfileModel the sink wrote, decoded as
+    # `kubectl get ArmorProfileModel ... -o jsonpath='{.data.profile.content}' | base64 -d`.
+    resource_path = sink_dir / "varmor" / f"{PROFILE}.yaml"
+    resource = yaml.safe_load(resource_path.read_text())
+    profile = resource["data"]["profile"]
     typer.echo(f"\n{step} AppArmor profile (data.profile.content, base64-decoded):\n")
-    typer.echo(document.get("apparmor") or "(not rendered)")
+    typer.echo(base64.b64decode(profile["content"]).decode())
     typer.echo(f"{step} Seccomp profile (data.profile.seccompContent, base64-decoded):\n")
-    typer.echo(orjson.dumps(document.get("seccomp"), option=orjson.OPT_INDENT_2).decode())
-    written = sorted(p for p in sink_dir.iterdir() if p.name.startswith(PROFILE))
-    for path in written:
-        typer.echo(f"{step} wrote {path}")
-    if document.get("apparmor"):
-        encoded = base64.b64encode(document["apparmor"].encode()).decode()
-        typer.echo(f"{step} content is {len(encoded)} base64 characters in the resource")
+    seccomp = orjson.loads(base64.b64decode(profile["seccompContent"]))
+    typer.echo(orjson.dumps(seccomp, option=orjson.OPT_INDENT_2).decode())
+    if document.get("apparmor") != base64.b64decode(profile["content"]).decode():
+        raise RuntimeError("the resource's profile differs from the published model")
+    typer.echo(f"{step} ArmorProfileModel written to {resource_path}")
+    for path in sorted(resource_path.parent.glob(f"{PROFILE}.*")):
+        if path != resource_path:
+            typer.echo(f"{step} also wrote {path}")
     typer.echo(f"{step} done in {time.monotonic() - started:.1f} s")

@@ -1,38 +1,36 @@
-"""Hand a closed window to a sink, and the offline writer of ``armorflow model``."""
+"""Hand a closed, rendered window to the sink its URL names (``--sink``), and the
+offline writer of ``armorflow model``: the same file sink, so offline and streaming runs
+write the same files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
-
+from armorflow.pipeline.sink import Sink, SinkResult, completed_from_window, open_sink
+from armorflow.pipeline.sink.files import FileSink
 from armorflow.pipeline.stages import ClosedWindow
 
 
+class SinkDeliverer:
+    """Opens the sink once and writes each closed window to it."""
+
+    def __init__(self, url: str) -> None:
+        self.sink: Sink = open_sink(url)
+
+    def __call__(self, closed: ClosedWindow) -> dict[str, str]:
+        result = self.sink.write(completed_from_window(closed))
+        return _reference(result)
+
+
+def _reference(result: SinkResult) -> dict[str, str]:
+    """What the status message tells the operator about the written resource."""
+    return {"namespace": result.namespace, "name": result.name, "location": result.location,
+            "storageType": result.storage_type}
+
+
 def write_offline(out: Path, closed: ClosedWindow) -> list[Path]:
-    """Write a profile's model, AppArmor profile and Seccomp profile into ``out``."""
-    written = []
-    model_path = out / f"{closed.profile}.model.json"
-    model_path.write_bytes(
-        orjson.dumps(closed.model.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-    )
-    written.append(model_path)
-    if closed.apparmor is not None:
-        aa = out / f"{closed.profile}.apparmor"
-        aa.write_text(closed.apparmor)
-        written.append(aa)
-    if closed.seccomp is not None:
-        sc = out / f"{closed.profile}.seccomp.json"
-        sc.write_bytes(orjson.dumps(closed.seccomp, option=orjson.OPT_INDENT_2))
-        written.append(sc)
-    return written
-
-
-def deliver_closed_window(url: str, closed: ClosedWindow) -> dict[str, str] | None:
-    """Write ``closed`` to the sink named by ``url``; returns the resource's reference."""
-    if url.startswith("file://"):
-        out = Path(url.removeprefix("file://"))
-        out.mkdir(parents=True, exist_ok=True)
-        write_offline(out, closed)
-        return {"namespace": closed.namespace, "name": closed.profile}
-    raise ValueError(f"unsupported sink {url!r}")
+    """Write a profile's ArmorProfileModel YAML, model JSON and both profiles into ``out``."""
+    sink = FileSink(out)
+    result = sink.write(completed_from_window(closed))
+    paths = sink.paths(result.namespace, result.name)
+    return [path for path in paths.values() if path.exists()]

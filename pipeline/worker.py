@@ -265,9 +265,6 @@ class PipelineWorker:
 def _sink_deliverer(url: str | None) -> Deliver | None:
     if not url:
         return None
-    from armorflow.pipeline.deliver import deliver_closed_window
+    from armorflow.pipeline.deliver import SinkDeliverer
 
-    def deliver(closed: ClosedWindow) -> dict[str, str] | None:
-        return deliver_closed_window(url, closed)
-
-    return deliver
+    return SinkDeliverer(url)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from armorflow.demo import PROFILE, recording_path
 from armorflow.events import Rejects, read_events
@@ -53,9 +54,11 @@ def test_demo_runs_the_seed_walkthrough(tmp_path: Path) -> None:
     assert seccomp["defaultAction"] == "SCMP_ACT_ERRNO"
     allowed = {n for group in seccomp["syscalls"] for n in group["names"]}
     assert {"unshare", "execve", "openat"} <= allowed
-    written = [p.name for p in tmp_path.iterdir()]
-    assert any(name.startswith(PROFILE) for name in written), written
-    assert f"wrote {tmp_path}" in text
+    resource_path = tmp_path / "varmor" / f"{PROFILE}.yaml"
+    assert f"ArmorProfileModel written to {resource_path}" in text
+    resource = yaml.safe_load(resource_path.read_text())
+    assert resource["kind"] == "ArmorProfileModel"
+    assert resource["apiVersion"] == "crd.varmor.org/v1beta1"
     # Nothing left running: no broker or worker of the demo survives it.
     left = subprocess.run(["pgrep", "-f", "armorflow-demo"], capture_output=True, text=True)
     assert not re.search(r"\d", left.stdout), left.stdout
