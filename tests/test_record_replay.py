@@ -334,6 +334,7 @@ def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(90)
 def test_sigterm_ends_a_live_recording_and_keeps_what_was_read(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
