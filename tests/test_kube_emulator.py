@@ -3,6 +3,7 @@ over HTTP, and through the real kubectl where kubectl is the point."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -494,3 +495,23 @@ def test_kopf_operator_runs_against_the_emulator(kube: KubeEmulator, custom: Any
         in writes
     annotations = found["metadata"].get("annotations") or {}
     assert "kopf.zalando.org/last-handled-configuration" in annotations
+
+
+def test_stop_ends_open_watches_quickly() -> None:
+    kube = KubeEmulator([]).start()
+    core = client.CoreV1Api(kube.api_client())
+
+    def follow() -> None:  # a watch with no timeout, as an operator's
+        # The stream ends, or the client's reconnect hits the stopped server.
+        with contextlib.suppress(Exception):
+            for _ in watch.Watch().stream(core.list_namespace):
+                pass
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    kube.stop()
+    assert time.monotonic() - started < 3
+    follower.join(10)
+    assert not follower.is_alive()

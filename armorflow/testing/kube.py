@@ -96,7 +96,13 @@ class KubeEmulator:
         if self._thread is None:
             return
         if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
+            stopping = self._stopping
+
+            def shut_down() -> None:
+                self.store.end_watches()  # open watches would hold the server's shutdown
+                stopping.set()
+
+            self._loop.call_soon_threadsafe(shut_down)
         self._thread.join(timeout)
         self._thread = None
 

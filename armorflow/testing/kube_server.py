@@ -16,7 +16,8 @@ fails on ``/api/v1/namespaces``, so the Namespace collection is answered before 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,9 +169,11 @@ class EmulatorHandler(kmock.KubernetesScaffold):
             response = aiohttp.web.StreamResponse()
             response.content_type = "application/json"
             await response.prepare(raw)
-            async for event in self._watch(route):
-                if isinstance(event, dict):
-                    await response.write(orjson.dumps(event) + b"\n")
+            # aclosing: a client gone mid-write must still unregister the watcher.
+            async with contextlib.aclosing(self._watch(route)) as events:
+                async for event in events:
+                    if isinstance(event, dict):
+                        await response.write(orjson.dumps(event) + b"\n")
             await response.write_eof()
             return response
         code, payload = self._dispatch(route)
@@ -313,7 +316,7 @@ class EmulatorHandler(kmock.KubernetesScaffold):
             raise _kube_error(exc) from None
         return self._watch(route)
 
-    async def _watch(self, route: Route) -> AsyncIterator[Any]:
+    async def _watch(self, route: Route) -> AsyncGenerator[Any, None]:
         """The watch stream: b"" first (kmock sends headers on the first chunk), then events
         until ``timeoutSeconds``; a too-old resourceVersion is one ERROR event (410)."""
         rt = self._resource(route)
@@ -336,6 +339,8 @@ class EmulatorHandler(kmock.KubernetesScaffold):
                 try:
                     event = await asyncio.wait_for(watcher.queue.get(), remaining)
                 except TimeoutError:
+                    return
+                if event is None:
                     return
                 yield event
         finally:

@@ -80,7 +80,8 @@ class Watcher:
     key: TypeKey
     namespace: str | None
     matches: ObjectMatcher
-    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    #: Events to send; None ends the stream (the emulator is stopping).
+    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
 
     def offer(self, event: WatchEvent) -> None:
         """Queue ``event`` as this watcher sees it (selector transitions become ADDED/DELETED)."""
@@ -108,6 +109,7 @@ class Store:
         self._objects: dict[TypeKey, dict[ObjectKey, dict[str, Any]]] = {}
         self._log: collections.deque[WatchEvent] = collections.deque(maxlen=history)
         self._watchers: set[Watcher] = set()
+        self.closing = False
         #: Called with each newly registered type (the server adds it to discovery).
         self.on_register: list[Callable[[ResourceType], None]] = []
 
@@ -346,7 +348,16 @@ class Store:
                 if event.revision > start:
                     watcher.offer(event)
         self._watchers.add(watcher)
+        if self.closing:
+            watcher.queue.put_nowait(None)
         return watcher
 
     def unwatch(self, watcher: Watcher) -> None:
         self._watchers.discard(watcher)
+
+    def end_watches(self) -> None:
+        """End every open watch stream, and any opened later (so that a stopping server
+        is not held by clients that reconnect their watches)."""
+        self.closing = True
+        for watcher in self._watchers:
+            watcher.queue.put_nowait(None)
