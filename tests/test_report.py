@@ -44,10 +44,13 @@ def models() -> dict[str, BehaviourModel]:
 def model_dir(tmp_path: Path, models: dict[str, BehaviourModel]) -> Path:
     directory = tmp_path / "models"
     directory.mkdir()
+    # Laid out as the file sink writes: DIR/NAMESPACE/NAME.model.json, with the rendered
+    # profiles beside each model, which must not be taken for models.
     for name, model in models.items():
-        (directory / f"{name}.model.json").write_bytes(orjson.dumps(model.to_dict()))
-    # What `armorflow model` writes beside a model must not be taken for one.
-    (directory / f"{WEB}.seccomp.json").write_text('{"defaultAction": "SCMP_ACT_ERRNO"}')
+        folder = directory / ("default" if name == WEB else "other-ns")
+        folder.mkdir()
+        (folder / f"{name}.model.json").write_bytes(orjson.dumps(model.to_dict()))
+        (folder / f"{name}.seccomp.json").write_text('{"defaultAction": "SCMP_ACT_ERRNO"}')
     return directory
 
 
@@ -164,3 +167,18 @@ def test_html_report_renders_in_headless_chromium(model_dir: Path, tmp_path: Pat
     )
     # 30 bins over 139 s: the first (4.6 s) holds the start-up execs at 1 s to 5 s.
     assert "<title>exec: 5</title>" in dom.stdout
+
+
+def test_reports_what_the_offline_model_verb_writes(tmp_path: Path) -> None:
+    """End to end with the real classifier: ``armorflow model`` lays models out, and
+    ``report`` finds them all and shows what the classifier collapsed."""
+    out_dir = tmp_path / "offline"
+    result = CliRunner().invoke(app, ["model", "--from", str(RECORDING), "--out", str(out_dir)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    out = _report(str(out_dir))
+    assert f"profile {DB}" in out and f"profile {WEB}" in out
+    collapsed = re.findall(r"^ {2}(\S.*)  ->  (\S+)$", out, flags=re.M)
+    assert collapsed, out
+    for examples, pattern in collapsed:
+        assert all(p.startswith("/") for p in examples.split(", "))
+        assert any(c in pattern for c in "*?[{"), pattern

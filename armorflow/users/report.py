@@ -90,12 +90,13 @@ def _default_name(path: Path) -> str:
 def load_models(path: Path, skipped: list[str] | None = None) -> list[NamedModel]:
     """The models in a model file or a directory of them.
 
-    A directory's ``*.model.json`` files are taken if there are any, else its ``*.json``
-    files; a JSON file that is not a model document (a Seccomp profile beside the model,
-    say) is skipped and named in ``skipped``.
+    A directory's ``*.model.json`` files, at any depth (the file sink writes
+    ``DIR/NAMESPACE/NAME.model.json``), are taken if there are any, else its own
+    ``*.json`` files; a JSON file that is not a model document (a Seccomp profile beside
+    the model, say) is skipped and named in ``skipped``.
     """
     if path.is_dir():
-        files = sorted(path.glob("*.model.json")) or sorted(path.glob("*.json"))
+        files = sorted(path.rglob("*.model.json")) or sorted(path.glob("*.json"))
         if not files:
             raise ReportInputError(f"{path} holds no *.model.json or *.json file")
     elif path.is_file():
