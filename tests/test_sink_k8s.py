@@ -7,6 +7,7 @@ import asyncio
 import copy
 import json
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,31 @@ def test_conflict_is_retried_with_the_concurrent_write_merged(
     union.merge(other_node_model())
     union.merge(concurrent)
     assert read_resource(fetch(custom, name)).model == union  # nobody's entries were lost
+
+
+def test_concurrent_first_writes_from_two_nodes_both_land(custom: Any, sink_url: str) -> None:
+    """Two sinks race to create the same new resource: the loser's 409 becomes a merge."""
+    policy = cluster_policy(custom, "twins")
+    name = "varmor-cluster-varmor-twins"
+    models = [demo_model(), other_node_model()]
+    sinks = [open_sink(sink_url), open_sink(sink_url)]
+    barrier = threading.Barrier(2)
+    results: list[Any] = [None, None]
+
+    def write(i: int) -> None:
+        barrier.wait()
+        results[i] = sinks[i].write(completed(name, models[i], policy))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert all(r is not None for r in results)
+    union = demo_model()
+    union.merge(other_node_model())
+    assert read_resource(fetch(custom, name)).model == union
+    assert sorted(r.merged for r in results) == [False, True]
 
 
 def test_four_mib_models_keep_their_profiles(custom: Any, sink_url: str, tmp_path: Path,
