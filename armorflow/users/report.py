@@ -52,7 +52,17 @@ class RenderedModel:
     counts: dict[str, int]
     apparmor: str | None
     seccomp: str
+    #: Syscalls the Seccomp profile allows (observed ones plus the runtime's start-up set).
+    seccomp_allowed: list[str] = field(default_factory=list)
     render_error: str | None = None
+
+    def seccomp_summary(self) -> str:
+        observed = sorted(self.named.model.syscalls)
+        return (
+            f"allows {len(self.seccomp_allowed)} syscall(s), everything else fails with "
+            f"an error; observed: {', '.join(observed) or 'none'}; the rest is what a "
+            "container runtime needs to start the workload"
+        )
 
 
 @dataclass
@@ -131,13 +141,15 @@ def load_models(path: Path, skipped: list[str] | None = None) -> list[NamedModel
 
 def render_model(named: NamedModel) -> RenderedModel:
     model = named.model
-    seccomp = seccomp_json(render_seccomp(model))
+    profile = render_seccomp(model)
+    allowed = [name for rule in profile["syscalls"] for name in rule["names"]]
     try:
         apparmor: str | None = render_apparmor(named.name, model).text
         error = None
     except ProfileNameError as exc:
         apparmor, error = None, f"no AppArmor profile: {exc}"
-    return RenderedModel(named, model.counts(), apparmor, seccomp, error)
+    return RenderedModel(named, model.counts(), apparmor, seccomp_json(profile),
+                         sorted(allowed), error)
 
 
 def summarise_events(path: Path, bins: int = TIMELINE_BINS) -> EventSummary:
@@ -296,7 +308,8 @@ def html_report(rendered: list[RenderedModel], events: EventSummary | None = Non
             out.append(f"<pre>{html.escape(r.apparmor)}</pre>")
         else:
             out.append(f'<p class="muted">{html.escape(r.render_error or "")}</p>')
-        out.append(f"<h3>Seccomp profile</h3><pre>{html.escape(r.seccomp)}</pre></section>")
+        out.append(f"<h3>Seccomp profile</h3><p>{html.escape(r.seccomp_summary())}.</p>"
+                   f"<pre>{html.escape(r.seccomp)}</pre></section>")
     out.append("</body></html>")
     return "\n".join(out)
 
@@ -330,7 +343,8 @@ def print_report(rendered: list[RenderedModel], events: EventSummary | None) -> 
         else:
             console.print(r.render_error or "", style="yellow")
         console.print("Seccomp profile:", style="bold")
-        console.print(r.seccomp, markup=False)
+        console.print(r.seccomp_summary(), markup=False, soft_wrap=False)
+        console.print(", ".join(r.seccomp_allowed), markup=False, soft_wrap=False)
 
 
 def report(
