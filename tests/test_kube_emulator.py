@@ -24,6 +24,7 @@ from armorflow.testing import (
     MAX_REQUEST_BYTES,
     MAX_STORED_BYTES,
     KubeEmulator,
+    kube_emulator_fixture,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -495,6 +496,26 @@ def test_kopf_operator_runs_against_the_emulator(kube: KubeEmulator, custom: Any
         in writes
     annotations = found["metadata"].get("annotations") or {}
     assert "kopf.zalando.org/last-handled-configuration" in annotations
+
+
+#: The fixture factory other components' tests use (chart CRDs, kubeconfig written).
+factory_kube = kube_emulator_fixture(scope="module", name="factory_kube")
+
+
+def test_fixture_factory_gives_a_kubeconfig_the_client_loads(factory_kube: KubeEmulator) -> None:
+    from kubernetes import config
+
+    assert factory_kube.kubeconfig_path is not None
+    api = config.new_client_from_config(config_file=str(factory_kube.kubeconfig_path))
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": "varmor"}})
+    custom = client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(
+        "crd.varmor.org", "v1beta1", "varmor", "armorprofilemodels",
+        {"apiVersion": "crd.varmor.org/v1beta1", "kind": "ArmorProfileModel",
+         "metadata": {"name": "p"},
+         "data": {"profile": {"name": "p", "enforcer": "AppArmor", "mode": "BehaviorModeling"}}})
+    (stored,) = factory_kube.objects("crd.varmor.org", "v1beta1", "armorprofilemodels")
+    assert stored["metadata"]["namespace"] == "varmor" and stored["data"]["profile"]["name"] == "p"
 
 
 def test_stop_ends_open_watches_quickly() -> None:
