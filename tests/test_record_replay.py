@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -307,6 +308,23 @@ def test_until_duration_stops_an_idle_live_recording(
     assert 1.4 <= took <= 5.0
     assert (tmp_path / "idle.jsonl").exists()
     assert result.events == len(list(read_events(tmp_path / "idle.jsonl")))
+
+
+def test_until_a_past_instant_snapshots_up_to_that_time(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    profile = f"past-{uuid.uuid4().hex[:8]}"
+    producer = EventProducer(broker.settings())
+    producer.publish_many(make_event("exec", ts=T0 + i * S, profile=profile, path=f"/bin/{i}")
+                          for i in range(10))
+    producer.flush()
+    bound = datetime.fromtimestamp(T0 / S + 4.5, tz=UTC).isoformat()
+    out = tmp_path / "until.jsonl"
+    text = _cli("record", "--from-beginning", "--topics", "exec", "--until", bound,
+                "--out", str(out), "--no-progress", "-b", broker.bootstrap_servers)
+    assert "stamped after --until" in text
+    kept = [e["path"] for e in read_events(out) if e["profile"] == profile]
+    assert kept == [f"/bin/{i}" for i in range(5)]
 
 
 def test_spill_sorter_merges_runs_stably(tmp_path: Path) -> None:

@@ -163,14 +163,19 @@ def record_topics(
     out_of_bound = 0
     count = 0
     sorter = SpillSorter(sort_buffer, out.parent)
+    # From the beginning with no deadline still ahead, the copy is a snapshot: it ends at
+    # the topics' end, and a past --until instant only bounds event time.
     until_end = from_beginning and (bound.deadline is None or bound.passed())
+    deadline_applies = not until_end
     with TopicReader(settings, topics, from_beginning=from_beginning) as reader:
         if on_ready is not None:
             on_ready()
         total = reader.snapshot_messages if until_end else 0
 
         def _stop() -> bool:
-            return bound.passed() or (max_events is not None and count >= max_events)
+            return (deadline_applies and bound.passed()) or (
+                max_events is not None and count >= max_events
+            )
 
         try:
             for batch in reader.batches(rejects, until_end=until_end, stop=_stop):
