@@ -3,14 +3,16 @@
 The workload is a small C program compiled here with gcc: ``--opens`` openat/close pairs
 over a handful of real files, then ``--forks`` fork/exec/wait of /usr/bin/true. It runs as
 a local container (new mount and pid namespaces) three ways per round: with no tracer
-loaded (baseline) and with the tracer loaded and the workload as its target (traced).
-Baseline rounds run before and after the traced ones, so drift shows.
+attached (baseline), with the tracer attached and the workload as its target (traced),
+and with only empty programs on the two raw syscall hooks (floor: what any syscall tracer
+costs here). The three are interleaved in a rotating order within each round, so drift
+in the load of the (shared) machine falls on all of them alike.
 
 The ratio is taken on the workload's CPU time (user + system, from wait4): the BPF
 programs run in the workload's syscalls and are charged to it, while CPU time is
 insensitive to other load on a shared machine; wall-clock ratios are printed as well.
 
-    .venv/bin/python bench/agent_overhead.py [--opens 1000000] [--forks 2000] [--rounds 3]
+    .venv/bin/python bench/agent_overhead.py [--opens 1000000] [--forks 2000] [--rounds 5]
         [--update-doc docs/performance.md]
 """
 
@@ -25,8 +27,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from armorflow.agents.bpf import Attribution, Tracer, TracerStats
+from armorflow.agents.bpf import Attribution, Tracer, TracerStats, loader
 from armorflow.agents.localrun import LocalContainer
 
 WORKLOAD_C = r"""
@@ -98,6 +101,24 @@ class Run:
         return self.open_cpu + self.fork_cpu
 
 
+#: The least any syscall tracer costs: one empty program on each raw syscall hook.
+FLOOR_PROGRAMS = b"""
+RAW_TRACEPOINT_PROBE(sys_enter) { return 0; }
+RAW_TRACEPOINT_PROBE(sys_exit) { return 0; }
+"""
+
+
+def load_floor() -> Any:
+    import os
+
+    headers = loader.kernel_source_dir()
+    if headers is not None:
+        os.environ["BCC_KERNEL_SOURCE"] = str(headers)
+    from bcc import BPF
+
+    return BPF(text=FLOOR_PROGRAMS)
+
+
 def build(workdir: Path) -> Path:
     source = workdir / "workload.c"
     source.write_text(WORKLOAD_C)
@@ -132,21 +153,30 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def report(args: argparse.Namespace, base: list[Run], traced: list[Run], stats: TracerStats,
-           compile_s: float) -> str:
+def report(args: argparse.Namespace, base: list[Run], traced: list[Run], floor: list[Run],
+           stats: TracerStats, compile_s: float) -> str:
     def ratio(attr: str) -> float:
         return median([getattr(r, attr) for r in traced]) / median([getattr(r, attr) for r in base])
+
+    def floor_ratio(attr: str) -> float:
+        return median([getattr(r, attr) for r in floor]) / median([getattr(r, attr) for r in base])
+
+    pair_ns = (median([r.open_cpu for r in traced]) - median([r.open_cpu for r in base])) \
+        / args.opens * 1e9
+    floor_ns = (median([r.open_cpu for r in floor]) - median([r.open_cpu for r in base])) \
+        / args.opens * 1e9
 
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()} (kernel {platform.release()}, "
         f"{_cpus()} CPUs, shared with other work) by `bench/agent_overhead.py --opens "
         f"{args.opens} --forks {args.forks} --rounds {args.rounds}`: medians of "
-        f"{len(base)} baseline and {len(traced)} traced runs; CPU = user + system time of "
-        "the workload and its children.",
+        f"{len(base)} baseline, {len(traced)} traced and {len(floor)} floor runs; CPU = user + "
+        "system time of the workload and its children. *Floor*: only an empty program on "
+        "each of `raw_syscalls:sys_enter` and `sys_exit`, the least any syscall tracer costs.",
         "",
-        "| phase | baseline CPU s | traced CPU s | CPU ratio | baseline wall s | traced wall s "
-        "| wall ratio |",
-        "|---|---|---|---|---|---|---|",
+        "| phase | baseline CPU s | traced CPU s | CPU ratio | floor CPU ratio "
+        "| baseline wall s | traced wall s | wall ratio |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, cpu_attr, wall_attr in (
         (f"{args.opens:,} openat+close", "open_cpu", "open_wall"),
@@ -156,6 +186,7 @@ def report(args: argparse.Namespace, base: list[Run], traced: list[Run], stats: 
         lines.append(
             f"| {label} | {median([getattr(r, cpu_attr) for r in base]):.3f} "
             f"| {median([getattr(r, cpu_attr) for r in traced]):.3f} | {ratio(cpu_attr):.3f}x "
+            f"| {floor_ratio(cpu_attr):.3f}x "
             f"| {median([getattr(r, wall_attr) for r in base]):.3f} "
             f"| {median([getattr(r, wall_attr) for r in traced]):.3f} | {ratio(wall_attr):.3f}x |"
         )
@@ -167,6 +198,9 @@ def report(args: argparse.Namespace, base: list[Run], traced: list[Run], stats: 
         f"in-kernel deduplication, {stats.published:,} schema events published, "
         f"{stats.drops} dropped, {sum(stats.skipped.values())} skipped. "
         f"Compile + load + attach: {compile_s:.1f} s.",
+        "",
+        f"Per openat+close pair the tracer adds {pair_ns:.0f} ns of CPU, of which "
+        f"{floor_ns:.0f} ns is the floor (entering the two raw syscall hooks).",
     ]
     return "\n".join(lines)
 
@@ -196,7 +230,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--opens", type=int, default=1_000_000)
     parser.add_argument("--forks", type=int, default=2_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--update-doc", type=Path, default=None,
                         help="rewrite the '## Agent overhead' section of this markdown file")
     args = parser.parse_args()
@@ -206,23 +240,45 @@ def main() -> None:
         result = workdir / "result"
         base: list[Run] = []
         traced: list[Run] = []
-        for i in range(args.rounds):
-            base.append(run_once(binary, args, result, None))
-            print(f"baseline {i + 1}: {base[-1]}", file=sys.stderr, flush=True)
+        floor: list[Run] = []
         started = time.monotonic()
         tracer = Tracer().start()
         compile_s = time.monotonic() - started
+        floor_bpf = load_floor()
+        loader.detach(floor_bpf)
+        tracer.pause()
+
+        def run_base() -> None:
+            base.append(run_once(binary, args, result, None))
+
+        def run_traced() -> None:
+            tracer.resume()
+            try:
+                traced.append(run_once(binary, args, result, tracer))
+            finally:
+                tracer.pause()
+
+        def run_floor() -> None:
+            loader.attach(floor_bpf)
+            try:
+                floor.append(run_once(binary, args, result, None))
+            finally:
+                loader.detach(floor_bpf)
+
+        # Interleaved, in a rotating order, so that drift in the machine's load (it is
+        # shared) falls on all three alike; programs are attached only for their runs.
+        order = [("baseline", run_base, base), ("traced", run_traced, traced),
+                 ("floor", run_floor, floor)]
         try:
             for i in range(args.rounds):
-                traced.append(run_once(binary, args, result, tracer))
-                print(f"traced {i + 1}: {traced[-1]}", file=sys.stderr, flush=True)
+                for name, run, runs in order[i % 3:] + order[: i % 3]:
+                    run()
+                    print(f"round {i + 1} {name}: {runs[-1]}", file=sys.stderr, flush=True)
             stats = tracer.stats()
         finally:
             tracer.stop()
-        for i in range(args.rounds):
-            base.append(run_once(binary, args, result, None))
-            print(f"baseline {args.rounds + i + 1}: {base[-1]}", file=sys.stderr, flush=True)
-    body = report(args, base, traced, stats, compile_s)
+            floor_bpf.cleanup()
+    body = report(args, base, traced, floor, stats, compile_s)
     print(body)
     if args.update_doc is not None:
         update_doc(args.update_doc, body)

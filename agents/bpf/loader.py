@@ -190,3 +190,37 @@ def load(sizes: Sizes | None = None) -> Any:
         raise LoadError(f"BPF compile/load failed: {exc}") from exc
     log.info("BPF programs compiled, loaded and attached in %.2fs", time.monotonic() - started)
     return bpf
+
+
+def attached_hooks(bpf: Any) -> tuple[list[bytes], list[bytes]]:
+    """(raw tracepoints, category:event tracepoints) the programs are attached to."""
+    return list(bpf.raw_tracepoint_fds), list(bpf.tracepoint_fds)
+
+
+def detach(bpf: Any) -> None:
+    """Detach every program, keeping programs and maps loaded (see :func:`attach`)."""
+    raw, classic = attached_hooks(bpf)
+    for tp in raw:
+        bpf.detach_raw_tracepoint(tp=tp)
+    for tp in classic:
+        bpf.detach_tracepoint(tp=tp)
+
+
+def attach(bpf: Any) -> None:
+    """Attach every program by BCC's naming convention (after :func:`detach`)."""
+    raw, classic = attached_hooks(bpf)
+    for name in _function_names(bpf):
+        if name.startswith(b"raw_tracepoint__"):
+            tp = name[len(b"raw_tracepoint__"):]
+            if tp not in raw:
+                bpf.attach_raw_tracepoint(tp=tp, fn_name=name)
+        elif name.startswith(b"tracepoint__"):
+            tp = name[len(b"tracepoint__"):].replace(b"__", b":")
+            if tp not in classic:
+                bpf.attach_tracepoint(tp=tp, fn_name=name)
+
+
+def _function_names(bpf: Any) -> list[bytes]:
+    from bcc import lib
+
+    return [lib.bpf_function_name(bpf.module, i) for i in range(lib.bpf_num_functions(bpf.module))]

@@ -124,6 +124,15 @@ class Tracer:
         self._bpf.cleanup()
         self._bpf = None
 
+    def pause(self) -> None:
+        """Detach the programs; maps, targets and "seen" state stay (resume continues)."""
+        loader.detach(self._require())
+
+    def resume(self) -> None:
+        bpf = self._require()
+        loader.attach(bpf)
+        self._bump_generation(bpf)  # tasks may have changed namespaces meanwhile
+
     def __enter__(self) -> Tracer:
         return self.start()
 
