@@ -475,16 +475,24 @@ def test_the_real_pipeline_completes_the_policy(
     emulator: Cluster, broker: EmbeddedBroker, operator_process: subprocess.Popen[bytes],
     tmp_path: Path,
 ) -> None:
-    """The seed's policy modeled by a real `armorflow pipeline` worker: events in the window,
-    modeling ended, the pipeline's own Completed report moves the policy to Completed.
+    """The seed's policy modeled by a real `armorflow pipeline` worker writing to the
+    emulator through its k8s:// sink: events in the window, modeling ended, the pipeline's
+    own Completed report moves the policy to Completed, and step 6 reads the
+    ArmorProfileModel whose profiles decode, compile (apparmor_parser) and deny by default.
 
     Modeling is ended with duration 0 (`stop`) rather than the walkthrough's 1 minute, which
     ends it only once a minute has passed; test_seed_walkthrough checks the `update`.
     """
+    import base64
+
     from pipeline_support import WorkerProcess, publish, workload
 
-    worker = WorkerProcess(broker, app_id=f"e2e-{time.time_ns()}", workdir=tmp_path,
-                           grace_s=1.0).start()
+    from armorflow.render.apparmor_check import compile_check
+
+    worker = WorkerProcess(
+        broker, app_id=f"e2e-{time.time_ns()}", workdir=tmp_path, grace_s=1.0,
+        extra=["--sink", f"k8s://?kubeconfig={emulator.kubeconfig}"],
+    ).start()
     try:
         worker.wait_ready()
         if emulator.get_cluster_policy("demo-4") is not None:
@@ -511,6 +519,23 @@ def test_the_real_pipeline_completes_the_policy(
         assert counts["events"] == len(events), counts
         assert done["modeling"]["completedTs"] >= start_ts
         print(f"pipeline counts reported on the policy: {counts}")
+
+        # step 6: the ArmorProfileModel named by the policy, in the varmor namespace
+        profile = emulator.kubectl("get", "vcpol", "demo-4", "-o",
+                                   "jsonpath={.status.profileName}")
+        listed = emulator.kubectl("get", "ArmorProfileModel", "-n", "varmor", profile)
+        assert profile in listed
+        apparmor = base64.b64decode(emulator.kubectl(
+            "get", "ArmorProfileModel", "-n", "varmor", profile, "-o",
+            "jsonpath={.data.profile.content}")).decode()
+        assert f"profile {PROFILE} " in apparmor and "/usr/bin/id ix," in apparmor
+        compile_check(apparmor)
+        seccomp = orjson.loads(base64.b64decode(emulator.kubectl(
+            "get", "ArmorProfileModel", "-n", "varmor", profile, "-o",
+            "jsonpath={.data.profile.seccompContent}")))
+        assert seccomp["defaultAction"] == "SCMP_ACT_ERRNO"
+        allowed = {name for rule in seccomp["syscalls"] for name in rule["names"]}
+        assert {"openat", "getpid"} <= allowed and "unshare" in allowed
     finally:
         worker.stop()
         if emulator.get_cluster_policy("demo-4") is not None:
