@@ -149,6 +149,59 @@ def run_once(binary: Path, args: argparse.Namespace, result: Path, tracer: Trace
     return Run(open_wall, open_cpu, fork_wall, fork_cpu)
 
 
+STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+
+def _program_counters() -> dict[int, tuple[str, int, int]]:
+    import json
+
+    listed = json.loads(subprocess.run(["bpftool", "prog", "show", "--json"],
+                                       capture_output=True, text=True, check=True).stdout)
+    return {p["id"]: (p.get("name", ""), p.get("run_time_ns", 0), p.get("run_cnt", 0))
+            for p in listed}
+
+
+def program_times(binary: Path, args: argparse.Namespace, result: Path,
+                  tracer: Tracer) -> dict[str, tuple[int, float]]:
+    """Runs and mean ns per run of each tracer program over one extra traced run, with the
+    kernel's BPF run-time statistics on (they cost a clock read per run, so this run is
+    not one of the timed ones)."""
+    previous = STATS_SYSCTL.read_text().strip()
+    STATS_SYSCTL.write_text("1")
+    try:
+        before = _program_counters()
+        run_once(binary, args, result, tracer)
+        after = _program_counters()
+    finally:
+        STATS_SYSCTL.write_text(previous)
+    import re
+
+    source = loader.program_source()
+    ours = {n for x in re.findall(r"RAW_TRACEPOINT_PROBE\((\w+)\)", source)
+            for n in (x, f"raw_tracepoint__{x}")}
+    ours |= {f"tracepoint__{a}__{b}"
+             for a, b in re.findall(r"TRACEPOINT_PROBE\((\w+), (\w+)\)", source)}
+    out: dict[str, tuple[int, float]] = {}
+    for prog_id, (name, run_ns, runs) in after.items():
+        if name in ours and prog_id in before and runs > before[prog_id][2]:
+            count = runs - before[prog_id][2]
+            out[name] = (count, (run_ns - before[prog_id][1]) / count)
+    return out
+
+
+def program_report(per_program: dict[str, tuple[int, float]]) -> str:
+    lines = [
+        "Where the time goes (one more traced run with `kernel.bpf_stats_enabled=1`; the "
+        "figures include the statistics' own clock reads):",
+        "",
+        "| program | runs | mean ns per run |",
+        "|---|---|---|",
+    ]
+    for name, (runs, mean) in sorted(per_program.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"| `{name}` | {runs:,} | {mean:.0f} |")
+    return "\n".join(lines)
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -275,10 +328,13 @@ def main() -> None:
                     run()
                     print(f"round {i + 1} {name}: {runs[-1]}", file=sys.stderr, flush=True)
             stats = tracer.stats()
+            tracer.resume()
+            per_program = program_times(binary, args, result, tracer)
         finally:
             tracer.stop()
             floor_bpf.cleanup()
     body = report(args, base, traced, floor, stats, compile_s)
+    body += "\n\n" + program_report(per_program)
     print(body)
     if args.update_doc is not None:
         update_doc(args.update_doc, body)
