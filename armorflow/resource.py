@@ -188,12 +188,15 @@ def build_resource(
     owner: PolicyRef | None = None,
     budget: int = DEFAULT_BUDGET,
     model_dir: Path | None = None,
+    inline_model: bool = True,
 ) -> tuple[dict[str, Any], str]:
     """The ArmorProfileModel for ``model`` and its profiles, and how the model was stored
     (:data:`STORED_PLAIN`, :data:`STORED_GZIP`, :data:`STORED_LOCAL`, or
     :data:`STORED_NONE` when it needs a file and ``model_dir`` is None or unwritable).
 
-    Raises :class:`ResourceError` only when the profiles alone exceed ``budget``.
+    ``inline_model=False`` skips the in-resource forms (for a server that refused them
+    although they fit the budget). Raises :class:`ResourceError` only when the profiles
+    alone exceed ``budget``.
     """
     metadata: dict[str, Any] = {"name": name, "namespace": namespace,
                                 "labels": dict(MANAGED_BY)}
@@ -210,11 +213,11 @@ def build_resource(
                             f"{json_size(base)} bytes, over the {budget}-byte budget")
     dynamic_result = model.to_dynamic_result()
     plain = {**base, "data": {**base["data"], "dynamicResult": dynamic_result}}
-    if json_size(plain) <= budget:
+    if inline_model and json_size(plain) <= budget:
         return plain, STORED_PLAIN
     blob = gzip_json(dynamic_result)
     packed = {**base, "data": {**base["data"], "dynamicResultGzip": _b64(blob)}}
-    if json_size(packed) <= budget:
+    if inline_model and json_size(packed) <= budget:
         return packed, STORED_GZIP
     if model_dir is None:
         log.error("the model of %s/%s needs %d compressed bytes and no model directory is "

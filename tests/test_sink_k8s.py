@@ -232,6 +232,20 @@ def test_four_mib_models_keep_their_profiles(custom: Any, sink_url: str, tmp_pat
     assert refused.value.status in (413, 500)
 
 
+def test_a_server_limit_below_the_budget_moves_the_model_out(
+        custom: Any, kube: KubeEmulator, tmp_path: Path) -> None:
+    """With a budget above etcd's limit, the server's refusal decides: no lost profiles."""
+    policy = cluster_policy(custom, "overbudget")
+    name = "varmor-cluster-varmor-overbudget"
+    model = library_model(45_000, True)  # 1.33 MB gzipped: 1.77 MB as base64
+    sink = open_sink(f"k8s://?kubeconfig={kube.kubeconfig_path}&modelDir={tmp_path}"
+                     f"&budget=5000000")
+    result = sink.write(completed(name, model, policy))
+    assert result.stored == STORED_LOCAL and result.attempts == 2
+    back = read_resource(fetch(custom, name))
+    assert back.model == model and back.apparmor == render_apparmor(name, model).text
+
+
 def strip_server_fields(resource: dict[str, Any]) -> dict[str, Any]:
     clean = copy.deepcopy(resource)
     for key in SERVER_SET:

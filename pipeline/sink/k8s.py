@@ -89,6 +89,7 @@ class KubernetesSink:
 
     def write(self, completed: CompletedModel) -> SinkResult:
         namespace, name = completed.namespace, completed.profile
+        inline_model = True
         for attempt in range(1, self.max_attempts + 1):
             current = self._read(namespace, name)
             merged = merge_with_stored(
@@ -96,7 +97,7 @@ class KubernetesSink:
             body, stored = build_resource(
                 name, namespace, merged.model, merged.apparmor, merged.seccomp,
                 enforcer=completed.enforcer, mode=completed.mode, owner=completed.policy,
-                budget=self.budget, model_dir=self.model_dir,
+                budget=self.budget, model_dir=self.model_dir, inline_model=inline_model,
             )
             try:
                 if current is None:
@@ -121,6 +122,13 @@ class KubernetesSink:
                              namespace, name, attempt)
                     time.sleep(0.02 * attempt)
                     continue
+                if _too_large(exc) and inline_model and attempt < self.max_attempts:
+                    # The server's limit is below our budget: keep the model out of the
+                    # resource rather than fail the profiles.
+                    log.warning("the API server refused %s/%s as too large (%s); writing "
+                                "the model outside the resource", namespace, name, exc.status)
+                    inline_model = False
+                    continue
                 raise SinkError(f"writing ArmorProfileModel {namespace}/{name} failed: "
                                 f"{exc.status} {exc.reason}") from exc
             status = build_status(completed.enforcer, merged.apparmor, merged.seccomp, stored,
@@ -138,6 +146,11 @@ class KubernetesSink:
                 resource_version=written["metadata"].get("resourceVersion"),
             )
         raise SinkError(f"writing ArmorProfileModel {namespace}/{name}: no attempts left")
+
+
+def _too_large(exc: ApiException) -> bool:
+    """kube-apiserver's 413, or etcd's "request is too large" passed on as a 500."""
+    return exc.status == 413 or (exc.status == 500 and "too large" in str(exc.body or ""))
 
 
 def _owners(old: list[dict[str, Any]] | None,
