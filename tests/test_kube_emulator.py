@@ -8,6 +8,8 @@ import json
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -389,6 +391,16 @@ def test_crd_created_through_the_api_is_served(api: Any, core: Any) -> None:
         {"apiVersion": f"other.armorflow.io/{VERSION}", "kind": "Widget",
          "metadata": {"name": "o"}, "spec": {"size": 1}})
     assert made["metadata"]["generation"] == 1
+    # The typed client refuses to send a CRD without names: send it over plain HTTP.
+    broken = json.dumps({"apiVersion": "apiextensions.k8s.io/v1",
+                         "kind": "CustomResourceDefinition",
+                         "metadata": {"name": "broken.armorflow.io"}, "spec": {"group": "x"}})
+    request = urllib.request.Request(
+        f"{api.configuration.host}/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        data=broken.encode(), method="POST", headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as unusable:
+        urllib.request.urlopen(request, timeout=10)
+    assert unusable.value.code == 422
 
 
 def test_a_tests_own_reactions_come_first(kube: KubeEmulator, custom: Any, core: Any) -> None:

@@ -104,8 +104,9 @@ class EmulatorHandler(kmock.KubernetesScaffold):
 
     #: The number of reactions kmock's scaffold and this class register themselves.
     _own_reactions: int = attrs.field(default=0, init=False)
-    #: Requests kept in kmock's log (for assertions); older ones are forgotten.
-    request_log: int = 5000
+    #: Requests kept in kmock's log (for assertions, with their bodies); older ones are
+    #: forgotten.
+    request_log: int = 1000
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()

@@ -224,6 +224,11 @@ class Store:
             meta.pop(server_set, None)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
         obj = self._checked(rt, obj)
+        if rt.key == _CRD_KEY:
+            try:
+                types_from_crd(obj)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise self._invalid(rt, name, [("spec", f"not a usable CRD: {exc!r}")]) from exc
         created = self._commit(rt, "ADDED", obj, None)
         if rt.key == _CRD_KEY:
             self.register_crd(created)
