@@ -294,6 +294,10 @@ def test_walkthrough_step_6_with_kubectl(kube: KubeEmulator, custom: Any,
         "-o jsonpath='{.data.profile.seccompContent}' | base64 -d",
         shell=True, capture_output=True, text=True, timeout=60, check=True).stdout
     assert json.loads(seccomp) == done.seccomp
+    as_yaml = subprocess.run(f"{base} get ArmorProfileModel -n varmor {name} -o yaml",
+                             shell=True, capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+    assert yaml.safe_load(as_yaml) == fetch(custom, name)
     table = subprocess.run(f"{base} get ArmorProfileModel -n varmor {name}", shell=True,
                            capture_output=True, text=True, timeout=60, check=True).stdout
     header, row = (line.split() for line in table.splitlines())
