@@ -152,9 +152,10 @@ class LocalContainer:
             os.closerange(high + 1, 65536)
             os.write(ready_w, b"R")
             os.close(ready_w)
+            # The read started before the target was registered, so none of these
+            # syscalls is recorded; go_r is close-on-exec, so exec is the next one.
             if os.read(go_r, 1) != b"G":
                 os._exit(125)  # the parent gave up before releasing us
-            os.close(go_r)
             os.execvp(self.argv[0], self.argv)
         except BaseException as exc:
             with contextlib.suppress(OSError):

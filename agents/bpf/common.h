@@ -20,7 +20,8 @@
 #define CNT_EMITTED 1     // records written to the ring buffer
 #define CNT_DROPPED 2     // records lost because the ring buffer was full
 #define CNT_TRUNCATED 3   // paths cut short (too deep or too long)
-#define N_COUNTERS 4
+#define CNT_UNMEDIATED 4  // capability checks AppArmor does not see (not via the LSM)
+#define N_COUNTERS 5
 
 #define EVENT_FLAG_TRUNCATED 1
 #define EVENT_FLAG_COMPAT 2

@@ -152,8 +152,37 @@ def syscall_numbers() -> dict[str, int]:
     return numbers
 
 
+KALLSYMS: Final = Path("/proc/kallsyms")
+
+
+def function_range(name: str, kallsyms: Path = KALLSYMS) -> tuple[int, int]:
+    """[start, end) of kernel function ``name``: its address and the next symbol's.
+
+    capabilities.c tells a capability check that went through the LSM layer (where
+    AppArmor mediates it) from a direct commoncap call by its caller's return address.
+    """
+    symbols: list[int] = []
+    start = None
+    with kallsyms.open() as listing:
+        for line in listing:
+            fields = line.split()
+            if len(fields) < 3 or fields[1] not in "tTwW":
+                continue
+            address = int(fields[0], 16)
+            symbols.append(address)
+            if fields[2] == name and start is None:
+                start = address
+    if not start:
+        raise LoadError(f"kernel function {name} not in {kallsyms} (or addresses hidden)")
+    following = [a for a in symbols if a > start]
+    return start, min(following) if following else start + 4096
+
+
 def cflags(offsets: dict[str, int], sizes: Sizes) -> list[str]:
     flags = [f"-D{name}={value}" for name, value in sorted(offsets.items())]
+    lsm_start, lsm_end = function_range("security_capable")
+    flags += [f"-DSECURITY_CAPABLE_START={lsm_start:#x}ULL",
+              f"-DSECURITY_CAPABLE_END={lsm_end:#x}ULL"]
     flags += [
         f"-DTS_COMPAT_BIT={TS_COMPAT}",
         *(f"-DSYSNR_{name.upper()}={number}" for name, number in syscall_numbers().items()),

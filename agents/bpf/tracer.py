@@ -35,6 +35,7 @@ from armorflow.agents.bpf.records import (
     CNT_EMITTED,
     CNT_OBSERVED,
     CNT_TRUNCATED,
+    CNT_UNMEDIATED,
     RecordError,
     decode,
 )
@@ -56,6 +57,8 @@ class TracerStats:
     emitted: int = 0
     drops: int = 0
     truncated_paths: int = 0
+    #: capability checks that bypass the LSM layer (AppArmor never sees them), not reported
+    unmediated_capability_checks: int = 0
     received: int = 0
     published: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
@@ -66,6 +69,7 @@ class TracerStats:
             "emitted": self.emitted,
             "drops": self.drops,
             "truncated_paths": self.truncated_paths,
+            "unmediated_capability_checks": self.unmediated_capability_checks,
             "received": self.received,
             "published": self.published,
             "skipped": dict(self.skipped),
@@ -279,11 +283,13 @@ class Tracer:
             self._stats.emitted = total(CNT_EMITTED)
             self._stats.drops = total(CNT_DROPPED)
             self._stats.truncated_paths = total(CNT_TRUNCATED)
+            self._stats.unmediated_capability_checks = total(CNT_UNMEDIATED)
         return TracerStats(
             observed=self._stats.observed,
             emitted=self._stats.emitted,
             drops=self._stats.drops,
             truncated_paths=self._stats.truncated_paths,
+            unmediated_capability_checks=self._stats.unmediated_capability_checks,
             received=self._stats.received,
             published=self._stats.published,
             skipped=Counter(self._stats.skipped),
