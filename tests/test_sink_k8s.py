@@ -277,6 +277,19 @@ def test_file_sink_writes_the_same_resource(custom: Any, sink_url: str,
     assert read_resource(yaml.safe_load(Path(result.location).read_text())).model == union
 
 
+def test_file_sink_sets_an_unreadable_file_aside(tmp_path: Path) -> None:
+    name = "varmor-shop-p"
+    policy = PolicyRef("VarmorPolicy", "shop", "p")
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / f"{name}.yaml").write_text("kind: ArmorProfileModel\ndata: [\n")
+    result = open_sink(f"file://{tmp_path}").write(completed(name, demo_model(), policy, "shop"))
+    assert not result.merged
+    assert read_resource(yaml.safe_load(Path(result.location).read_text())).model == \
+        demo_model()
+    (aside,) = (tmp_path / "shop").glob(f"{name}.yaml.unreadable-*")
+    assert aside.read_text().endswith("data: [\n")
+
+
 def test_walkthrough_step_6_with_kubectl(kube: KubeEmulator, custom: Any,
                                          sink_url: str) -> None:
     policy = cluster_policy(custom, "kubectl")

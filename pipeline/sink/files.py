@@ -4,13 +4,16 @@ Per profile, under ``DIR/NAMESPACE/``: ``NAME.yaml`` (the resource with its stat
 ``kubectl apply -f`` takes), ``NAME.model.json`` (the full model, with the collapsed-path
 examples), and the decoded profiles ``NAME.apparmor`` and ``NAME.seccomp.json`` for
 ``apparmor_parser`` and runtimes. A model too large for the resource goes to
-``DIR/models/``. An existing YAML is merged with, as the k8s sink merges.
+``DIR/models/``. An existing YAML is merged with, as the k8s sink merges; one that cannot
+be read is moved aside (``NAME.yaml.unreadable-NS``), logged, and replaced.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import orjson
@@ -27,6 +30,8 @@ from armorflow.resource import (
     json_size,
     load_dynamic_result,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -66,8 +71,14 @@ class FileSink:
                 existing = yaml.safe_load(paths["resource"].read_text())
                 previous = existing.get("status")
                 stored_model = load_dynamic_result(existing)
-            except (ResourceError, yaml.YAMLError, AttributeError) as exc:
-                raise ResourceError(f"{paths['resource']} cannot be merged with: {exc}") from exc
+            except (ResourceError, yaml.YAMLError, AttributeError, UnicodeDecodeError) as exc:
+                # Keep the unreadable file for a human, and still deliver the profiles.
+                aside = paths["resource"].with_name(
+                    f"{paths['resource'].name}.unreadable-{time.time_ns()}")
+                os.replace(paths["resource"], aside)
+                log.error("%s cannot be merged with (%s): moved to %s", paths["resource"],
+                          exc, aside.name)
+                stored_model, previous = None, None
         merged = merge_with_stored(completed, stored_model)
         resource, stored = build_resource(
             name, namespace, merged.model, merged.apparmor, merged.seccomp,
