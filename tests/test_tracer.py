@@ -138,9 +138,12 @@ def test_file_permissions_and_resolved_paths(tracer: Tracer, tmp_path: Path) -> 
     work = tmp_path / "work"
     work.mkdir()
     (work / "r.txt").write_text("x\n")
+    (work / "nobody.txt").write_text("x\n")
+    os.chown(work / "nobody.txt", 65534, 65534)
     os.symlink(work / "r.txt", work / "link")
     script = (
         f"echo x > {work}/w.txt; echo y >> {work}/a.txt; cat {work}/link >/dev/null; "
+        f"cat {work}/nobody.txt >/dev/null; "
         f"cd {work} && cat ./r.txt ../work/w.txt >/dev/null"
     )
     events, box = run_traced(tracer, ["sh", "-c", script], "demo-files")
@@ -155,6 +158,10 @@ def test_file_permissions_and_resolved_paths(tracer: Tracer, tmp_path: Path) -> 
     assert perms[f"{work}/r.txt"] == {"r"}
     assert f"{work}/link" not in perms
     assert not [p for p in perms if "/./" in p or "/../" in p]
+    # owner: the file's uid against the task's fsuid (root here)
+    owners = {e["path"]: e["owner"] for e in of_kind(events, "file")}
+    assert owners[f"{work}/r.txt"] is True
+    assert owners[f"{work}/nobody.txt"] is False
 
 
 def test_network_signal_mount_and_ptrace(tracer: Tracer) -> None:
