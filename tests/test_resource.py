@@ -128,6 +128,7 @@ def test_status_counts_profiles() -> None:
     assert crd_type().validation_errors({**resource, "status": both}) == []
 
 
+@pytest.mark.slow
 def test_large_model_is_compressed(tmp_path: Path) -> None:
     model = library_model(40_000, random_names=False)
     assert json_size(model.to_dynamic_result()) > 3 * 1024 * 1024
@@ -140,6 +141,7 @@ def test_large_model_is_compressed(tmp_path: Path) -> None:
     assert crd_type().validation_errors(resource) == []
 
 
+@pytest.mark.slow
 def test_incompressible_model_goes_to_local_disk(tmp_path: Path) -> None:
     model = library_model(45_000, random_names=True)
     resource, stored = build(model, model_dir=tmp_path)
@@ -159,6 +161,7 @@ def test_incompressible_model_goes_to_local_disk(tmp_path: Path) -> None:
         load_dynamic_result(resource)
 
 
+@pytest.mark.slow
 def test_without_a_model_directory_the_profiles_still_go(tmp_path: Path) -> None:
     model = library_model(45_000, random_names=True)
     resource, stored = build(model, model_dir=None)

@@ -201,6 +201,7 @@ def test_concurrent_first_writes_from_two_nodes_both_land(custom: Any, sink_url:
     assert sorted(r.merged for r in results) == [False, True]
 
 
+@pytest.mark.slow
 def test_four_mib_models_keep_their_profiles(custom: Any, sink_url: str, tmp_path: Path,
                                              apparmor_parser: str) -> None:
     policy = cluster_policy(custom, "big")
@@ -232,6 +233,7 @@ def test_four_mib_models_keep_their_profiles(custom: Any, sink_url: str, tmp_pat
     assert refused.value.status in (413, 500)
 
 
+@pytest.mark.slow
 def test_a_server_limit_below_the_budget_moves_the_model_out(
         custom: Any, kube: KubeEmulator, tmp_path: Path) -> None:
     """With a budget above etcd's limit, the server's refusal decides: no lost profiles."""
