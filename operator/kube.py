@@ -17,6 +17,8 @@ from kubernetes import client
 from kubernetes import config as _config
 from kubernetes.client.exceptions import ApiException
 
+from armorflow import __version__
+
 from .policy import GROUP, KIND_CLUSTER_POLICY, PLURALS, VERSION
 from .workloads import ENABLE_LABEL, WorkloadRef, restart_patch
 
@@ -68,6 +70,8 @@ class PolicyWatch:
         except Exception as exc:  # already closed: nothing left to wake
             log.debug("closing the %s watch: %s", self.kind, exc)
 
+USER_AGENT: Final = f"armorflow-operator/{__version__}"
+
 #: Server-side watch timeout: each reconnect re-lists every object (a periodic resync).
 WATCH_TIMEOUT_S: Final = 300
 
@@ -91,6 +95,8 @@ class Kube:
     api: Any  # kubernetes.client.ApiClient
 
     def __post_init__(self) -> None:
+        # Named in the API server's audit log (and the tests' RBAC check) as itself.
+        self.api.user_agent = USER_AGENT
         self.custom = client.CustomObjectsApi(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.core = client.CoreV1Api(self.api)

@@ -218,7 +218,11 @@ def test_rbac_is_least_privilege() -> None:
         ("deployments", "patch"), ("statefulsets", "patch"), ("daemonsets", "patch"),
     }
     agent = roles["varmor-armorflow-agent"]
-    assert agent == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    assert agent == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+    pipeline = {(r, v) for rule in roles["varmor-armorflow-pipeline"]
+                for r in rule["resources"] for v in rule["verbs"]}
+    assert pipeline == {("armorprofilemodels", "get"), ("armorprofilemodels", "create"),
+                        ("armorprofilemodels", "update"), ("armorprofilemodels/status", "patch")}
 
 
 def test_policy_crds_agree_and_accept_the_seed_policy() -> None:

@@ -11,6 +11,7 @@ reports on `armorflow.status`; step 6 reads the profile name back with a JSONPat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -67,6 +68,10 @@ class Cluster:
         api = kube.api_client()
         self._custom = client.CustomObjectsApi(api)
         self._apps = client.AppsV1Api(api)
+
+    def requests(self) -> list[Any]:
+        """The emulator's recent requests (kmock's request log: method, url, headers)."""
+        return self.kube.call(lambda: list(self.kube.handler))
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         if not KUBECTL.exists():
@@ -156,7 +161,15 @@ def operator_process(
         "v": 1, "profile": ORPHAN, "active": True,
         "policy": {"kind": "VarmorPolicy", "namespace": "gone", "name": "old", "uid": "u"}}))
     producer.flush()
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with running_operator(emulator, broker, tmp_path_factory.mktemp("operator")) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def running_operator(emulator: Cluster, broker: EmbeddedBroker, workdir: Path
+                     ) -> Iterator[subprocess.Popen[bytes]]:
+    """`armorflow operator` as a child process, healthy when this yields, stopped after."""
+    log = workdir / "operator.log"
     env = {**os.environ, "ARMORFLOW_BOOTSTRAP_SERVERS": broker.bootstrap_servers}
     health = free_port()
     with log.open("wb") as out:
@@ -586,3 +599,71 @@ def test_a_namespaced_policy_models_its_own_namespace(
     finally:
         controls.close()
         targets.close()
+
+
+def _rbac_request(method: str, path: str, params: dict[str, str]) -> tuple[str, str, str]:
+    """(API group, resource[/subresource], verb) of one request, as RBAC sees it."""
+    parts = [p for p in path.split("/") if p]
+    if parts[0] == "api":
+        group, rest = "", parts[2:]
+    else:
+        group, rest = parts[1], parts[3:]
+    if rest and rest[0] == "namespaces" and len(rest) > 2:
+        rest = rest[2:]
+    resource = rest[0]
+    named = len(rest) > 1
+    if len(rest) > 2:
+        resource += "/" + rest[2]
+    verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
+    if verb is None:
+        watching = str(params.get("watch", "")).lower() in ("true", "1")
+        verb = "watch" if watching else ("get" if named else "list")
+    return group, resource, verb
+
+
+def test_the_operator_stays_within_its_rbac(
+    emulator: Cluster, broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Every request an operator makes is allowed by the chart's ClusterRole (the emulator
+    does not enforce RBAC, so its request log is checked against the role). A second
+    operator process runs here so that every kind of request is made within the test."""
+    from kubernetes import client
+
+    from armorflow.operator.kube import USER_AGENT
+
+    chart = subprocess.run(
+        [str(REPO / ".tools" / "bin" / "helm"), "template", "varmor", str(REPO / "helm" /
+         "armorflow"), "--namespace", "varmor", "--show-only", "templates/operator.yaml"],
+        capture_output=True, text=True, timeout=60, check=True).stdout
+    (role,) = [d for d in yaml.safe_load_all(chart) if d and d["kind"] == "ClusterRole"]
+    allowed = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    before = {id(r) for r in emulator.requests()}
+    with running_operator(emulator, broker, tmp_path) as proc:
+        # A Pod target by name (pods listed) in a namespaced policy, with a restart.
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "solo", "namespace": "rbac",
+                            "labels": {"sandbox.varmor.org/enable": "true", "run": "solo"}},
+               "spec": {"containers": [{"name": "c", "image": "debian:10"}]}}
+        client.CoreV1Api(emulator.kube.api_client()).create_namespaced_pod("rbac", pod)
+        deployment = seed_deployment("rbac", {"app": "demo-4",
+                                              "sandbox.varmor.org/enable": "true"}, {})
+        emulator.create(deployment)
+        for name, target in (("solo", {"kind": "Pod", "name": "solo"}),
+                             ("roll", {"kind": "Deployment", "name": "demo-4"})):
+            policy = yaml.safe_load(SEED_POLICY)
+            policy["kind"] = "VarmorPolicy"
+            policy["metadata"] = {"name": name, "namespace": "rbac"}
+            policy["spec"]["target"] = target
+            emulator.create(policy)
+            wait_for("Modeling", lambda n=name: ((emulator.get_policy("rbac", n) or {}).get(
+                "status") or {}).get("phase") == "Modeling", proc=proc)
+    made = {_rbac_request(r.method.value, r.url.path, dict(r.params))
+            for r in emulator.requests()
+            if id(r) not in before and r.headers.get("User-Agent") == USER_AGENT}
+    print("operator requests:", sorted(made))
+    assert {("crd.varmor.org", "varmorpolicies", "watch"),
+            ("crd.varmor.org", "varmorclusterpolicies", "watch"),
+            ("crd.varmor.org", "varmorpolicies/status", "patch"),
+            ("apps", "deployments", "patch"), ("", "pods", "list")} <= made
+    assert made <= allowed, sorted(made - allowed)
