@@ -111,14 +111,19 @@ def pod_scope(policy: Policy, objects: list[dict[str, Any]] | None = None) -> Po
     """The pods of a policy's target.
 
     A selector target selects pods by the same labels (workloads pass their labels to
-    their pods, as the walkthrough's do). A named target becomes the named workload's own
-    pod selector, found among ``objects`` (the opted-in workloads of the target kind);
-    when the name is used in several namespaces with different selectors, the first
-    namespace's wins and the others are logged by the caller.
+    their pods, as the walkthrough's do); the opt-in label is on the workload, which the
+    agents do not see, except for a Pod target, whose selector requires it. A named
+    target becomes the named workload's own pod selector, found among ``objects`` (the
+    opted-in workloads of the target kind); if the name is used in several namespaces
+    with different selectors, the first namespace's selector, and the namespaces sharing
+    it, win.
     """
     own = None if policy.cluster_wide else (policy.namespace,)
     if policy.target.name is None:
         labels = policy.target.selector.to_json() if policy.target.selector else {}
+        if labels and policy.target.kind == "Pod":
+            # A bare pod opts in with its own label, so the agents can check it too.
+            labels["matchLabels"] = {**labels.get("matchLabels", {}), ENABLE_LABEL: "true"}
         return PodScope(labels or MATCHES_NOTHING, own)
     found: dict[str, list[str]] = {}
     first: dict[str, dict[str, Any]] = {}

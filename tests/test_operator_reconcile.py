@@ -321,3 +321,14 @@ def test_observed_generation_follows_the_spec() -> None:
     assert plan.controls == [] and plan.status is not None
     assert plan.status["observedGeneration"] == 2
     assert plan_reconcile(parse_policy(with_status(obj, plan.status)), NOW + MINUTE).empty
+
+
+def test_pod_targets_require_the_opt_in_label_on_the_pod() -> None:
+    from armorflow.operator.workloads import pod_scope
+
+    policy = parse_policy(seed_cluster_policy(
+        target={"kind": "Pod", "selector": {"matchLabels": {"app": "demo-4"}}}))
+    assert pod_scope(policy).selector == {
+        "matchLabels": {"app": "demo-4", "sandbox.varmor.org/enable": "true"}}
+    deployment = parse_policy(seed_cluster_policy())
+    assert pod_scope(deployment).selector == {"matchLabels": {"app": "demo-4"}}
