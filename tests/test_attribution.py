@@ -256,3 +256,17 @@ def test_target_version_counts_real_changes_only() -> None:
     assert targets.version == version + 1
     targets.apply(b"gone", None)  # a tombstone for an unknown profile changes nothing
     assert targets.version == version + 1
+
+
+def test_the_documented_targets_value_is_what_the_agents_read() -> None:
+    """docs/agents.md's targets table names exactly the keys a target carries."""
+    import orjson
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "agents.md").read_text()
+    section = text.split("## Attribution", 1)[1]
+    rows = [line.split("|")[1].strip() for line in section.splitlines()
+            if line.startswith("| `")]
+    assert {r.strip("`") for r in rows} == set(orjson.loads(Target("p").to_json()))
+    example = section.split("```json", 1)[1].split("```", 1)[0]
+    parsed = Target.from_json("varmor-cluster-varmor-demo-4", example.encode())
+    assert parsed.namespaces == ("default", "demo") and parsed.enforcers == {"apparmor", "seccomp"}
