@@ -7,6 +7,19 @@
 
 #define CAP_STACK_FRAMES 6
 
+// Reading the stack costs microseconds here, and the direct CAP_SYS_ADMIN check runs on
+// every accountable mapping a root task makes: inside these syscalls a CAP_SYS_ADMIN check
+// is taken for that one without reading the stack (no LSM-mediated CAP_SYS_ADMIN check is
+// made on their paths). Elsewhere (page faults growing the stack, other syscalls) the
+// stack decides.
+static __always_inline int memory_accounting_check(struct task_memo *memo, u32 cap) {
+    if (cap != CAP_SYS_ADMIN_NUMBER || !memo->in_syscall)
+        return 0;
+    s32 nr = memo->nr;
+    return nr == SYSNR_MMAP || nr == SYSNR_MPROTECT || nr == SYSNR_BRK || nr == SYSNR_MREMAP
+        || nr == SYSNR_EXECVE || nr == SYSNR_EXECVEAT;
+}
+
 static __always_inline int via_security_capable(struct bpf_raw_tracepoint_args *ctx) {
     u64 frames[CAP_STACK_FRAMES] = {};
     // frames: this program, bpf_trace_run5, cap_capable, then its caller
@@ -24,9 +37,10 @@ RAW_TRACEPOINT_PROBE(cap_capable) {
     //          const struct user_namespace *capable_ns, int cap, int ret)
     if ((int)ctx->args[4] != 0)
         return 0;
-    u32 target = current_target();
-    if (!target)
+    struct task_memo *memo = current_memo();
+    if (!memo || !memo->target)
         return 0;
+    u32 target = memo->target;
     count(CNT_OBSERVED);
     u32 cap = (u32)ctx->args[3];
     if (cap >= 128)
@@ -39,7 +53,7 @@ RAW_TRACEPOINT_PROBE(cap_capable) {
     u64 bit = 1ULL << (cap & 63);
     if (*bits & bit)
         return 0;
-    if (!via_security_capable(ctx)) {
+    if (memory_accounting_check(memo, cap) || !via_security_capable(ctx)) {
         count(CNT_UNMEDIATED);
         return 0;
     }

@@ -139,6 +139,8 @@ struct task_memo {
     u64 generation;
     u32 target;
     u32 compat;
+    s32 nr;          // the target's syscall in progress (set at entry, see in_syscall)
+    u32 in_syscall;  // cleared at exit and when the memo is refilled
 };
 BPF_PERCPU_ARRAY(task_memos, struct task_memo, 1);
 BPF_ARRAY(generation, u64, 1);
@@ -171,6 +173,7 @@ static __always_inline struct task_memo *current_memo(void) {
     memo->compat = status & TS_COMPAT_BIT;
     memo->task = task;
     memo->generation = gen;
+    memo->in_syscall = 0;
     return memo;
 }
 

@@ -18,6 +18,8 @@ RAW_TRACEPOINT_PROBE(sys_enter) {
     }
     if (!target)
         return 0;
+    memo->nr = nr;
+    memo->in_syscall = 1;
     syscall_seen(memo, nr);
     if (memo->compat)
         return 0;  // the numbers below are x86_64 ones
@@ -45,5 +47,6 @@ RAW_TRACEPOINT_PROBE(sys_exit) {
     struct task_memo *memo = current_memo();
     if (!memo || !memo->target)
         return 0;
+    memo->in_syscall = 0;
     return files_on_exit(memo, (void *)ctx->args[0], (long)ctx->args[1]);
 }

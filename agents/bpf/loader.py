@@ -138,7 +138,8 @@ def kernel_source_dir() -> Path | None:
 #: Syscalls the programs dispatch on by number (x86_64).
 DISPATCHED_SYSCALLS: Final = (
     "open", "openat", "openat2", "creat", "socket", "socketpair", "connect", "mount",
-    "umount2", "pivot_root", "ptrace",
+    "umount2", "pivot_root", "ptrace", "mmap", "mprotect", "brk", "mremap", "execve",
+    "execveat",
 )
 
 
@@ -180,6 +181,10 @@ def function_range(name: str, kallsyms: Path = KALLSYMS) -> tuple[int, int]:
 
 def cflags(offsets: dict[str, int], sizes: Sizes) -> list[str]:
     flags = [f"-D{name}={value}" for name, value in sorted(offsets.items())]
+    from armorflow.agents.bpf.names import capabilities
+
+    numbers = {name: number for number, name in capabilities().items()}
+    flags.append(f"-DCAP_SYS_ADMIN_NUMBER={numbers['sys_admin']}")
     lsm_start, lsm_end = function_range("security_capable")
     flags += [f"-DSECURITY_CAPABLE_START={lsm_start:#x}ULL",
               f"-DSECURITY_CAPABLE_END={lsm_end:#x}ULL"]
