@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from armorflow.agents.audit import AuditSource, Observation, parse_record
 
 pytestmark = pytest.mark.root
