@@ -59,17 +59,29 @@ def register(app: typer.Typer) -> None:
         health_port: Annotated[
             int, typer.Option(help="Port of the /healthz endpoint (0: none).")
         ] = 0,
+        match_label: Annotated[
+            str,
+            typer.Option(help="Label key=value a workload opts in with (vArmor's "
+                              "--webhookMatchLabel); empty: every workload may be a target."),
+        ] = "sandbox.varmor.org/enable=true",
     ) -> None:
         """Watch VarmorPolicy/VarmorClusterPolicy objects and drive their modeling."""
         from armorflow.config import KafkaSettings
 
         from .kube import Kube, make_api_client
         from .service import OperatorService
+        from .workloads import parse_match_label
+
+        try:
+            opt_in = parse_match_label(match_label)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--match-label") from None
 
         settings = KafkaSettings.from_env(bootstrap_servers, kafka_option)
         kube = Kube(make_api_client(kubeconfig, context))
         service = OperatorService(
             kube, settings, system_namespace=system_namespace, resync_s=resync_seconds,
+            match_label=opt_in,
         )
         stopping = threading.Event()
 

@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from armorflow import __version__
 
 from .policy import GROUP, KIND_CLUSTER_POLICY, PLURALS, VERSION
-from .workloads import ENABLE_LABEL, WorkloadRef, restart_patch
+from .workloads import WorkloadRef, restart_patch
 
 log = logging.getLogger(__name__)
 
@@ -154,18 +154,22 @@ class Kube:
                 GROUP, VERSION, namespace, PLURALS[kind], name, body, _preload_content=False,
             )
 
-    def list_workloads(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
-        """Opted-in workloads of one kind (the selector is re-checked by the caller)."""
+    def list_workloads(self, kind: str, namespace: str | None,
+                       selector: str | None = None) -> list[dict[str, Any]]:
+        """Workloads of one kind with the labels ``selector`` names (the opt-in label; the
+        caller re-checks it, and the target)."""
         plural = {"Deployment": "deployment", "StatefulSet": "stateful_set",
                   "DaemonSet": "daemon_set", "Pod": "pod"}[kind]
         api = self.core if kind == "Pod" else self.apps
-        selector = f"{ENABLE_LABEL}=true"
+        options: dict[str, Any] = {"_preload_content": False}
+        if selector:
+            options["label_selector"] = selector
         if namespace is None:
             fn = getattr(api, f"list_{plural}_for_all_namespaces")
-            resp = fn(label_selector=selector, _preload_content=False)
+            resp = fn(**options)
         else:
             fn = getattr(api, f"list_namespaced_{plural}")
-            resp = fn(namespace, label_selector=selector, _preload_content=False)
+            resp = fn(namespace, **options)
         raw = _decode(resp)
         items = raw.get("items") if isinstance(raw, dict) else None
         return [i for i in items or [] if isinstance(i, dict)]

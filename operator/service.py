@@ -38,9 +38,12 @@ from .policy import (
 )
 from .reconcile import Plan, plan_completion, plan_deletion, plan_reconcile
 from .workloads import (
+    DEFAULT_MATCH_LABEL,
     LISTABLE_KINDS,
     RESTARTABLE_KINDS,
+    MatchLabel,
     PodScope,
+    label_selector,
     matched_workloads,
     pod_scope,
 )
@@ -91,6 +94,7 @@ class OperatorService:
         watch_timeout_s: int = WATCH_TIMEOUT_S,
         clock: Callable[[], int] = time.time_ns,
         status_group: str = "armorflow-operator",
+        match_label: MatchLabel = DEFAULT_MATCH_LABEL,
     ) -> None:
         self.kube = kube
         self.settings = settings
@@ -98,6 +102,7 @@ class OperatorService:
         self.resync_s = resync_s
         self.watch_timeout_s = watch_timeout_s
         self.clock = clock
+        self.match_label = match_label
         self.counters = Counters()
         self._publisher = Publisher(settings)
         self._listener = StatusListener(settings, self._on_report, group_id=status_group)
@@ -263,14 +268,17 @@ class OperatorService:
                 self._report(early)
 
     def _resolve_pods(self, policy: Policy) -> PodScope | None:
-        """A named target's pods, looked up while it is (about to be) modeled."""
-        if (policy.target.name is None or policy.problems
-                or policy.mode != MODE_BEHAVIOR_MODELING
-                or policy.status.phase == PHASE_COMPLETED
-                or policy.target.kind not in LISTABLE_KINDS):
+        """The target's pods for the agents (a named target is looked up while it is, or is
+        about to be, modeled)."""
+        if (policy.problems or policy.mode != MODE_BEHAVIOR_MODELING
+                or policy.status.phase == PHASE_COMPLETED):
             return None
+        if policy.target.name is None or policy.target.kind not in LISTABLE_KINDS:
+            return pod_scope(policy, None, self.match_label)
         namespace = None if policy.cluster_wide else policy.namespace
-        return pod_scope(policy, self.kube.list_workloads(policy.target.kind, namespace))
+        objects = self.kube.list_workloads(policy.target.kind, namespace,
+                                           label_selector(self.match_label))
+        return pod_scope(policy, objects, self.match_label)
 
     def _deleted(self, obj: dict[str, Any]) -> None:
         policy = self._parse(obj)
@@ -325,10 +333,11 @@ class OperatorService:
         if policy.target.kind not in RESTARTABLE_KINDS:
             return 0
         namespace = None if policy.cluster_wide else policy.namespace
-        objects = self.kube.list_workloads(policy.target.kind, namespace)
+        objects = self.kube.list_workloads(policy.target.kind, namespace,
+                                           label_selector(self.match_label))
         stamp = datetime.datetime.now(tz=datetime.UTC).isoformat(timespec="seconds")
         count = 0
-        for ref in matched_workloads(policy, policy.target.kind, objects):
+        for ref in matched_workloads(policy, policy.target.kind, objects, self.match_label):
             self.kube.restart_workload(ref, stamp)
             log.info("%s: rolling restart of %s", policy.describe(), ref.describe())
             count += 1

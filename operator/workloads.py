@@ -15,6 +15,9 @@ from typing import Any, Final
 from .policy import Policy
 
 ENABLE_LABEL: Final = "sandbox.varmor.org/enable"
+#: The label a workload opts in with (vArmor's ``--webhookMatchLabel``); None: no opt-in.
+MatchLabel = tuple[str, str] | None
+DEFAULT_MATCH_LABEL: Final[tuple[str, str]] = (ENABLE_LABEL, "true")
 RESTART_ANNOTATION: Final = "armorflow.io/restartedAt"
 #: Kinds whose pods a rolling restart can replace (a bare Pod cannot be restarted).
 RESTARTABLE_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet")
@@ -40,7 +43,24 @@ def _labels(obj: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in labels.items()}
 
 
-def is_target(policy: Policy, kind: str, obj: dict[str, Any]) -> bool:
+def parse_match_label(text: str) -> MatchLabel:
+    """``key=value`` (or ``key``, meaning ``key=true``); empty: workloads need no opt-in."""
+    text = text.strip()
+    if not text:
+        return None
+    key, sep, value = text.partition("=")
+    if not key.strip():
+        raise ValueError(f"match label {text!r} is not key=value")
+    return (key.strip(), value.strip() if sep else "true")
+
+
+def label_selector(match_label: MatchLabel) -> str | None:
+    """The API list selector for opted-in workloads (None: every workload)."""
+    return None if match_label is None else f"{match_label[0]}={match_label[1]}"
+
+
+def is_target(policy: Policy, kind: str, obj: dict[str, Any],
+              match_label: MatchLabel = DEFAULT_MATCH_LABEL) -> bool:
     """Whether the workload object (of ``kind``) is one of the policy's targets."""
     if kind != policy.target.kind:
         return False
@@ -50,7 +70,7 @@ def is_target(policy: Policy, kind: str, obj: dict[str, Any]) -> bool:
     if not policy.cluster_wide and meta.get("namespace") != policy.namespace:
         return False
     labels = _labels(obj)
-    if labels.get(ENABLE_LABEL) != "true":
+    if match_label is not None and labels.get(match_label[0]) != match_label[1]:
         return False
     if policy.target.name is not None:
         return meta.get("name") == policy.target.name
@@ -58,11 +78,12 @@ def is_target(policy: Policy, kind: str, obj: dict[str, Any]) -> bool:
 
 
 def matched_workloads(
-    policy: Policy, kind: str, objects: list[dict[str, Any]]
+    policy: Policy, kind: str, objects: list[dict[str, Any]],
+    match_label: MatchLabel = DEFAULT_MATCH_LABEL,
 ) -> list[WorkloadRef]:
     out: list[WorkloadRef] = []
     for obj in objects:
-        if is_target(policy, kind, obj):
+        if is_target(policy, kind, obj, match_label):
             meta = obj["metadata"]
             out.append(WorkloadRef(kind, str(meta.get("namespace") or ""), str(meta["name"])))
     return sorted(out, key=lambda w: (w.namespace, w.name))
@@ -107,7 +128,8 @@ def _pod_selector_of(kind: str, obj: dict[str, Any]) -> dict[str, Any] | None:
     return selector if isinstance(selector, dict) and selector else None
 
 
-def pod_scope(policy: Policy, objects: list[dict[str, Any]] | None = None) -> PodScope:
+def pod_scope(policy: Policy, objects: list[dict[str, Any]] | None = None,
+              match_label: MatchLabel = DEFAULT_MATCH_LABEL) -> PodScope:
     """The pods of a policy's target.
 
     A selector target selects pods by the same labels (workloads pass their labels to
@@ -121,14 +143,15 @@ def pod_scope(policy: Policy, objects: list[dict[str, Any]] | None = None) -> Po
     own = None if policy.cluster_wide else (policy.namespace,)
     if policy.target.name is None:
         labels = policy.target.selector.to_json() if policy.target.selector else {}
-        if labels and policy.target.kind == "Pod":
+        if labels and policy.target.kind == "Pod" and match_label is not None:
             # A bare pod opts in with its own label, so the agents can check it too.
-            labels["matchLabels"] = {**labels.get("matchLabels", {}), ENABLE_LABEL: "true"}
+            key, value = match_label
+            labels["matchLabels"] = {**labels.get("matchLabels", {}), key: value}
         return PodScope(labels or MATCHES_NOTHING, own)
     found: dict[str, list[str]] = {}
     first: dict[str, dict[str, Any]] = {}
     for obj in objects or []:
-        if not is_target(policy, policy.target.kind, obj):
+        if not is_target(policy, policy.target.kind, obj, match_label):
             continue
         pods = _pod_selector_of(policy.target.kind, obj)
         if pods is None:

@@ -27,6 +27,9 @@ SEED_SETS = [
     "--set", "behaviorModeling.enabled=true",
     "--set", "agent.args={--auditLogPaths=/var/log/audit/audit.log|/var/log/kern.log}",
 ]
+#: The walkthrough's comment on the opt-in label: "disable the feature with --set
+#: 'manager.args={--webhookMatchLabel=}'".
+NO_OPT_IN_SETS = ["--set", "manager.args={--webhookMatchLabel=}"]
 SMALL_CLUSTER_SETS = [
     "--set", "broker.embedded.enabled=true",
     "--set", "broker.embedded.storage.persistent=true",
@@ -267,7 +270,8 @@ def test_printer_columns_match_the_seed() -> None:
     assert scopes == {"vpol": "Namespaced", "vcpol": "Cluster"}
 
 
-@pytest.mark.parametrize("sets", [[], SEED_SETS], ids=["defaults", "seed"])
+@pytest.mark.parametrize("sets", [[], SEED_SETS, NO_OPT_IN_SETS],
+                         ids=["defaults", "seed", "no-opt-in"])
 def test_the_cli_accepts_the_rendered_arguments(sets: list[str]) -> None:
     """Every container's args parse with the real `armorflow` command line."""
     import typer.main
@@ -317,3 +321,27 @@ def test_the_pipeline_sink_url_opens(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert sink.model_dir == Path("/var/lib/armorflow/models")
     finally:
         sink.close()
+
+
+def test_varmor_match_label_flag_reaches_the_operator() -> None:
+    import typer.main
+
+    from armorflow.cli import app
+
+    def operator_args(*sets: str) -> list[str]:
+        (op,) = [d for d in by_kind(render(*sets), "Deployment")
+                 if d["metadata"]["name"].endswith("operator")]
+        args: list[str] = op["spec"]["template"]["spec"]["containers"][0]["args"]
+        return args
+
+    def parsed_match_label(args: list[str]) -> str:
+        command = typer.main.get_command(app).commands["operator"]  # type: ignore[attr-defined]
+        with command.make_context("operator", args[1:]) as ctx:
+            return str(ctx.params["match_label"])
+
+    default = operator_args()
+    assert [a for a in default if a.startswith("--match-label")] == [
+        "--match-label=sandbox.varmor.org/enable=true"]
+    assert parsed_match_label(default) == "sandbox.varmor.org/enable=true"
+    # vArmor's flag comes after the default, and the later one wins
+    assert parsed_match_label(operator_args(*NO_OPT_IN_SETS)) == ""

@@ -332,3 +332,23 @@ def test_pod_targets_require_the_opt_in_label_on_the_pod() -> None:
         "matchLabels": {"app": "demo-4", "sandbox.varmor.org/enable": "true"}}
     deployment = parse_policy(seed_cluster_policy())
     assert pod_scope(deployment).selector == {"matchLabels": {"app": "demo-4"}}
+
+
+def test_match_label_is_configurable() -> None:
+    from armorflow.operator.workloads import label_selector, parse_match_label, pod_scope
+
+    assert parse_match_label("sandbox.varmor.org/enable=true") == (
+        "sandbox.varmor.org/enable", "true")
+    assert parse_match_label("team") == ("team", "true")
+    assert parse_match_label("") is None and label_selector(None) is None
+    with pytest.raises(ValueError):
+        parse_match_label("=x")
+    policy = parse_policy(seed_cluster_policy())
+    plain = [_deployment("default", "demo-4", {"app": "demo-4"})]
+    assert matched_workloads(policy, "Deployment", plain) == []
+    assert [w.name for w in matched_workloads(policy, "Deployment", plain, None)] == ["demo-4"]
+    team = [_deployment("default", "demo-4", {"app": "demo-4", "team": "a"})]
+    assert len(matched_workloads(policy, "Deployment", team, ("team", "a"))) == 1
+    pods = parse_policy(seed_cluster_policy(
+        target={"kind": "Pod", "selector": {"matchLabels": {"app": "demo-4"}}}))
+    assert pod_scope(pods, None, None).selector == {"matchLabels": {"app": "demo-4"}}
