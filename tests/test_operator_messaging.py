@@ -9,6 +9,10 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
+
+from armorflow.broker import EmbeddedBroker
+from armorflow.control import decode_control, make_control, make_status
+from armorflow.kafka import EventProducer, make_consumer
 from armorflow.operator.messaging import (
     Publisher,
     StatusError,
@@ -17,10 +21,6 @@ from armorflow.operator.messaging import (
     parse_status,
 )
 from armorflow.operator.service import read_active_targets
-
-from armorflow.broker import EmbeddedBroker
-from armorflow.control import decode_control, make_control, make_status
-from armorflow.kafka import EventProducer, make_consumer
 from armorflow.topics import CONTROL_TOPIC, STATUS_TOPIC
 
 pytestmark = pytest.mark.broker
