@@ -141,6 +141,9 @@ def test_agent_runs_without_privileged() -> None:
         added = set(sc["capabilities"]["add"])
         assert {"BPF", "PERFMON", "SYS_RESOURCE", "AUDIT_READ"} <= added
         assert ("SYS_ADMIN" in added) == (sets is SMALL_CLUSTER_SETS)  # only when asked
+        # The API server's own rule, beyond the schema: no_new_privs excludes SYS_ADMIN.
+        assert not (sc["allowPrivilegeEscalation"] is False and "SYS_ADMIN" in added)
+        assert sc["allowPrivilegeEscalation"] is ("SYS_ADMIN" in added)
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert {"/sys/kernel/debug", "/sys/kernel/tracing", "/sys/fs/bpf", "/sys/kernel/btf",
                 "/var/log", "/host/proc", "/run/containerd"} <= mounts
