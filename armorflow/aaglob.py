@@ -58,9 +58,10 @@ _RANGE_KINDS = ("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "012
 #: would read them as operators (``@`` before ``{`` would start a variable).
 _PROFILE_ESCAPED = frozenset("*?[]{},^@")
 
-#: What may appear in an unquoted profile token; anything else forces quotes.
+#: What may appear in an unquoted profile token; anything else forces quotes. Not ``,``:
+#: the lexer ends an unquoted token at ``,,`` (``/{a,,b} r,`` is a syntax error).
 _UNQUOTED_SAFE = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+*?{},[]"
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+*?{}[]"
 )
 
 

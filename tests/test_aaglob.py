@@ -108,17 +108,33 @@ def test_operator_semantics(pattern: str, yes: list[str], no: list[str]) -> None
 
 
 def _parser_regexes(text: str) -> list[str]:
-    """The regular expressions apparmor_parser compiles the rules to (``-D rule-exprs``)."""
+    """The regular expression apparmor_parser compiles each profile's one rule to.
+
+    ``-D rule-exprs`` prints, per profile, ``aare: NAME -> NAME`` and then
+    ``aare: PATH -> REGEX`` for its rule. Profiles are named ``t0``, ``t1``, ...
+    """
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "profile"
         path.write_text(text)
         proc = subprocess.run(
-            [parser_path(), "-Q", "-K", "-o", "/dev/null", "-D", "rule-exprs", str(path)],
-            capture_output=True, text=True, check=True,
+            [parser_path(), "-Q", "-K", "-j", "1", "-o", "/dev/null", "-D", "rule-exprs",
+             str(path)],
+            capture_output=True, text=True, check=True, timeout=120,
         )
-    out = proc.stdout + proc.stderr
-    return [ln[len("rule: "):].split("  ->  ")[0] for ln in out.splitlines()
-            if ln.startswith("rule: ")]
+    # Blocks are keyed by profile name: the parser does not keep the file's order.
+    blocks: dict[int, list[str]] = {}
+    current: list[str] = []
+    for line in (proc.stdout + proc.stderr).splitlines():
+        if not line.startswith("aare: "):
+            continue
+        source, _, regex = line[len("aare: "):].partition("   ->   ")
+        if re.fullmatch(r"t\d+", source):
+            current = blocks.setdefault(int(source[1:]), [])
+        else:
+            current.append(regex)
+    assert sorted(blocks) == list(range(len(blocks))), sorted(blocks)
+    assert all(len(b) == 1 for b in blocks.values()), blocks
+    return [blocks[i][0] for i in range(len(blocks))]
 
 
 def test_matching_agrees_with_the_parsers_own_regex() -> None:
@@ -132,7 +148,9 @@ def test_matching_agrees_with_the_parsers_own_regex() -> None:
         "/tmp/\\*", "/tmp/a\\*b", "/tmp/a.b", "/tmp/**b",
     ]
     for pattern in patterns:
-        [regex] = _parser_regexes(_profile(to_profile_path(pattern)))
+        [regex] = _parser_regexes(
+            _profile(to_profile_path(pattern)).replace("profile t ", "profile t0 ")
+        )
         for path in probes:
             theirs = re.fullmatch(regex, path) is not None
             assert matches(pattern, path) == theirs, (pattern, regex, path)
@@ -171,7 +189,10 @@ def test_regex_is_anchored_and_cached() -> None:
 
 def test_plain_paths_stay_unquoted_as_in_the_seed() -> None:
     assert to_profile_path("/usr/lib/x86_64-linux-gnu/**") == "/usr/lib/x86_64-linux-gnu/**"
-    assert to_profile_path("/etc/{passwd,group}") == "/etc/{passwd,group}"
+    # A comma always quotes: unquoted, ``,,`` ends the token (``/{a,,b} r,`` is refused).
+    assert to_profile_path("/etc/{passwd,group}") == '"/etc/{passwd,group}"'
+    assert to_profile_path("/x/{a,,b}") == '"/x/{a,,b}"'
+    compile_check(_profile(to_profile_path("/x/{a,,b}")))
     assert to_profile_path("/tmp/a b") == '"/tmp/a b"'
 
 
@@ -219,3 +240,41 @@ def test_byte_spelling_oracle_tells_a_wildcard_from_a_literal_star() -> None:
     # The binary comparison above must be able to fail: a real star compiles differently.
     assert compile_binary(_profile("/t/a*")) != compile_binary(_profile(_hex_token("/t/a*")))
     assert compile_binary(_profile('"/t/a\\*"')) == compile_binary(_profile(_hex_token("/t/a*")))
+
+
+# Random patterns from the grammar, matched by us and by the parser's compiled regex.
+_ATOMS = st.sampled_from(["a", "b", "x", ".", "/", "*", "**", "?", "\\*", "\\{", "\\,",
+                          "[a-c]", "[^ab]", "[x.]", "-", "\\\\"])
+#: At most this many stars per pattern: a few stars in nested alternations can make the
+#: parser's DFA construction run for minutes (it is exponential in the worst case).
+_MAX_STARS = 3
+
+
+@st.composite
+def _patterns(draw: st.DrawFn, depth: int = 0) -> str:
+    parts = draw(st.lists(_ATOMS, min_size=0, max_size=4))
+    if depth < 2 and draw(st.booleans()):
+        alts = draw(st.lists(_patterns(depth=depth + 1), min_size=2, max_size=3))
+        parts.insert(draw(st.integers(0, len(parts))), "{" + ",".join(alts) + "}")
+    return "".join(parts)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(_patterns(), min_size=1, max_size=30),
+    st.lists(st.text(alphabet="abx./-*{,\\c", max_size=7), min_size=5, max_size=30),
+)
+def test_random_patterns_match_what_the_parser_compiles(
+    bodies: list[str], probes: list[str]
+) -> None:
+    # Unique tokens: the parser prints the expression of a rule text it has seen once.
+    tokens = {to_profile_path("/" + b): "/" + b for b in bodies if b.count("*") <= _MAX_STARS}
+    patterns = list(tokens.values())
+    text = "".join(f"profile t{i} {{\n  {t} r,\n}}\n" for i, t in enumerate(tokens))
+    regexes = _parser_regexes(text)
+    assert len(regexes) == len(patterns)
+    paths = ["/" + p for p in probes] + ["/", "//", "/a/", "/a/b"]
+    for pattern, regex in zip(patterns, regexes, strict=True):
+        for path in paths:
+            theirs = re.fullmatch(regex, path) is not None
+            assert matches(pattern, path) == theirs, (pattern, regex, path)

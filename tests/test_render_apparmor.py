@@ -292,3 +292,15 @@ def test_unreadable_names_are_dropped_and_counted() -> None:
     assert _section(r.text, "EXEC") == []
     assert r.drops.by_reason()["lossy-utf8"] == 2
     assert r.drops.total == 4
+
+
+def test_patterns_that_would_stall_the_parser_are_dropped() -> None:
+    m = BehaviourModel()
+    m.files[("/**a" + "?" * 20, "", False)] = {"r"}
+    m.files[("/x/*" + "[ab]" * 9, "", False)] = {"r"}
+    m.files[("/y/" + "?" * 12, "", False)] = {"r"}  # no star: linear, kept
+    m.files[("/z/" + "\\?" * 12 + "*", "", False)] = {"r"}  # literal question marks
+    r = render_apparmor("p", m)
+    compile_check(r.text)
+    assert r.drops.by_reason() == {"too-complex": 2}
+    assert len(_section(r.text, "FILE")) == 2

@@ -105,8 +105,28 @@ class RenderedAppArmor:
     rule_count: int
 
 
+#: Most single-character wildcards (``?``, classes) a pattern with a star may hold. The
+#: parser's DFA grows exponentially with them after a star: ``/**a`` + 13 ``?`` takes
+#: seconds, + 20 never finishes. The classifier never writes them; a model from elsewhere
+#: might.
+MAX_SINGLE_WILDCARDS: Final = 8
+
+
+def _too_complex(pattern: str) -> bool:
+    try:
+        tokens = parse(pattern)
+    except GlobError:
+        return False  # reported as invalid by to_profile_path
+    kinds = [t.kind for t in tokens]
+    singles = kinds.count("any") + kinds.count("class")
+    return singles > MAX_SINGLE_WILDCARDS and ("star" in kinds or "dstar" in kinds)
+
+
 def _profile_path(pattern: str, section: str, drops: Drops) -> str | None:
     """The profile token for a model path, or None (dropped and counted)."""
+    if ("?" in pattern or "[" in pattern) and _too_complex(pattern):
+        drops.add(section, "too-complex", pattern)
+        return None
     if REPLACEMENT_CHAR in pattern:
         # The producer could not decode the name: the real bytes are unknown, and a rule
         # for U+FFFD would allow some other file while the observed one stays denied.
