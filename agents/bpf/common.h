@@ -140,7 +140,7 @@ struct task_memo {
     u32 target;
     u32 compat;
     s32 nr;          // the target's syscall in progress (set at entry, see in_syscall)
-    u32 in_syscall;  // cleared at exit and when the memo is refilled
+    u32 in_syscall;  // cleared at exit and when the memo is taken by another task
 };
 BPF_PERCPU_ARRAY(task_memos, struct task_memo, 1);
 BPF_ARRAY(generation, u64, 1);
@@ -171,9 +171,10 @@ static __always_inline struct task_memo *current_memo(void) {
     bpf_probe_read_kernel(&status, sizeof(status), (void *)task + OFF_TASK_TI_STATUS);
     memo->target = task_target((void *)task, bpf_get_current_pid_tgid() >> 32);
     memo->compat = status & TS_COMPAT_BIT;
+    if (memo->task != task)
+        memo->in_syscall = 0;  // same task with a new generation: still in its syscall
     memo->task = task;
     memo->generation = gen;
-    memo->in_syscall = 0;
     return memo;
 }
 
