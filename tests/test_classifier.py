@@ -95,6 +95,24 @@ def test_random_part_with_metacharacter_neighbour(clf: PathClassifier) -> None:
     assert matches(got, "/tmp/a{b}-3c5928afbbefea1b0acf34b9acd866d2")
 
 
+def test_long_random_names_collapse_quickly(clf: PathClassifier) -> None:
+    import random
+    import string
+    import time
+
+    rng = random.Random(4)
+    alnum = string.ascii_letters + string.digits
+    for n in (24, 43, 64):
+        token = "".join(rng.choice(alnum) for _ in range(n))
+        assert clf.collapse(f"/var/cache/app/{token}") == "/var/cache/app/*"
+    # A crafted 255-character name full of class changes stays cheap (bounded spans).
+    crafted = "-".join("".join(rng.choice(alnum) for _ in range(3)) for _ in range(64))[:255]
+    t0 = time.process_time()
+    got = clf.collapse(f"/tmp/{crafted}")
+    assert time.process_time() - t0 < 0.5
+    assert matches(got, f"/tmp/{crafted}")
+
+
 def test_explain(clf: PathClassifier) -> None:
     ex = clf.explain("/proc/1106048/fdinfo/10")
     assert [e.result for e in ex] == ["proc", "*", "fdinfo", "*"]

@@ -19,6 +19,9 @@ DELIMS = frozenset(".-_+~:,@ =")
 #: Random parts shorter than this are never proposed: one or two characters cannot be
 #: told apart from a version number or an abbreviation.
 MIN_SPAN = 4
+#: Past this many boundaries (long names full of class changes, possibly crafted by the
+#: workload) only delimiter boundaries are kept, so the span count stays bounded.
+MAX_BOUNDS = 24
 
 
 def char_class(c: str) -> int:
@@ -81,7 +84,11 @@ def boundaries(s: str, is_word: Callable[[str], bool]) -> list[int]:
         for k in range(2, min(end - start, 24)):
             if is_word(low[:k]):
                 out.add(start + k)
-    return sorted(out)
+    bounds = sorted(out)
+    if len(bounds) > MAX_BOUNDS:
+        coarse = [i for i in bounds if i in (0, n) or cls[i - 1] == DELIM or cls[i] == DELIM]
+        bounds = coarse if len(coarse) <= MAX_BOUNDS else [0, n]
+    return bounds
 
 
 def candidate_spans(s: str, is_word: Callable[[str], bool]) -> list[tuple[int, int]]:

@@ -16,7 +16,8 @@ DPKG_INFO = Path("/var/lib/dpkg/info")
 
 Split = Literal["lexicon", "fit", "eval"]
 
-_ALPHA_WORD = re.compile(r"[A-Za-z][A-Za-z]{2,15}")
+#: Whole alphabetic words (not fragments cut out of longer runs), as programs use them.
+_ALPHA_WORD = re.compile(r"(?<![A-Za-z])[A-Za-z]{3,16}(?![A-Za-z])")
 
 
 def split_of(package: str, path: str) -> Split:

@@ -9,6 +9,7 @@ reproducible. ``real_mktemp`` calls the actual binary (used for evaluation only)
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
 import string
@@ -45,6 +46,22 @@ def _prefix(rng: random.Random, words: Sequence[str]) -> str:
 
 def mktemp_default(rng: random.Random, words: Sequence[str]) -> Labelled:
     return _glue("tmp.", _pick(rng, ALNUM, 10))
+
+
+def mktemp_long(rng: random.Random, words: Sequence[str]) -> Labelled:
+    # mktemp accepts any number of X; long templates make long mixed-case tokens.
+    prefix = _prefix(rng, words) + "." if rng.random() < 0.3 else ""
+    return _glue(prefix, _pick(rng, ALNUM, rng.randint(13, 64)))
+
+
+def token_urlsafe(rng: random.Random, words: Sequence[str]) -> Labelled:
+    # secrets.token_urlsafe(n): base64url of n random bytes (cache keys, upload ids).
+    while True:
+        tok = base64.urlsafe_b64encode(rng.randbytes(rng.choice((12, 16, 24, 32, 48)))).decode()
+        tok = tok.rstrip("=")
+        if tok[0].isalnum() and tok[-1].isalnum():
+            break
+    return tok, [(0, len(tok))]
 
 
 def mktemp_template(rng: random.Random, words: Sequence[str]) -> Labelled:
@@ -115,6 +132,8 @@ def k8s_atomic_writer_dir(rng: random.Random, words: Sequence[str]) -> Labelled:
 MODEL_GENERATORS: dict[str, Generator] = {
     "mktemp": mktemp_default,
     "mktemp-template": mktemp_template,
+    "mktemp-long": mktemp_long,
+    "token-urlsafe": token_urlsafe,
     "python-tempfile": python_tempfile,
     "php-upload": php_upload,
     "php-session": php_session,

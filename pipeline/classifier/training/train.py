@@ -66,7 +66,11 @@ def _fit(
 def _word_rows(
     segments: Sequence[Labelled], lex: Lexicon, probe: SpanModel
 ) -> tuple[list[list[float]], list[int]]:
-    """One row per alphanumeric word; 1 when most of the word lies in a random span."""
+    """One row per alphanumeric word; 1 when it holds a random part worth a span search.
+
+    That is 4+ random characters or half the word: ``performance3225550694`` (a long
+    prefix glued to a Go MkdirTemp number) must pass the gate as much as ``04Ha0a``.
+    """
     xs: list[list[float]] = []
     ys: list[int] = []
     for seg, spans in segments:
@@ -75,7 +79,7 @@ def _word_rows(
         for a, b in alnum_runs(seg):
             inside = sum(max(0, min(b, j) - max(a, i)) for i, j in spans)
             xs.append(word_features(seg[a:b], lex))
-            ys.append(1 if inside * 2 >= b - a else 0)
+            ys.append(1 if inside >= 4 or inside * 2 >= b - a else 0)
     return xs, ys
 
 
