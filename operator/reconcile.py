@@ -50,7 +50,8 @@ class Plan:
     targets: dict[str, Any] | None = None
     #: The complete new ``.status``, or None when it is already right.
     status: dict[str, Any] | None = None
-    #: Rolling-restart the matched workloads (and record how many in the status).
+    #: Rolling-restart the matched workloads, then record how many in
+    #: ``status.modeling.workloadsRestarted`` (done once, after the start is recorded).
     restart: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -192,7 +193,6 @@ def plan_reconcile(
                 ts=now_ns,
             ))
             plan.targets = targets_value(policy, profile, active=True, scope=scope)
-            plan.restart = policy.update_existing_workloads
             message = f"modeling for {policy.duration} minute(s)"
             new = _status_dict(
                 policy, profile, **_observed(policy), profileName=profile, ready=True,
@@ -264,6 +264,9 @@ def plan_reconcile(
             plan.targets = targets_value(policy, profile, active=True, scope=scope)
             modeling["targetDigest"] = digest
             plan.notes.append(f"{policy.describe()}: target changed, republished")
+        # Rolled once, after the start is recorded: a failed or interrupted restart is
+        # retried without opening the window again.
+        plan.restart = policy.update_existing_workloads and st.workloads_restarted is None
     new = _status_dict(policy, profile, **_observed(policy), modeling=modeling,
                        conditions=[*kept, accepted])
     plan.status = None if _same_status(policy, new, profile) else new

@@ -320,13 +320,13 @@ class OperatorService:
             self.counters.targets += 1
         if plan.controls or plan.targets is not None:
             self._publisher.flush()
-        status = plan.status
+        if plan.status and write_status:
+            self.kube.patch_status(policy.kind, policy.namespace, policy.name, plan.status)
+            self.counters.status_writes += 1
         if plan.restart:
             restarted = self._restart_workloads(policy)
-            status = dict(status or {})
-            status["modeling"] = {**status.get("modeling", {}), "workloadsRestarted": restarted}
-        if status and write_status:
-            self.kube.patch_status(policy.kind, policy.namespace, policy.name, status)
+            self.kube.patch_status(policy.kind, policy.namespace, policy.name,
+                                   {"modeling": {"workloadsRestarted": restarted}})
             self.counters.status_writes += 1
 
     def _restart_workloads(self, policy: Policy) -> int:

@@ -372,12 +372,16 @@ def test_seed_walkthrough(
         assert start.policy.kind == "VarmorClusterPolicy" and start.policy.name == "demo-4"
         assert obj["status"]["modeling"]["startTs"] == start.start_ts
 
-        # the existing workloads roll (their pod template changes)
+        # the existing workloads roll (their pod template changes), once the start is
+        # recorded
+        rolled = wait_for("the restart count", lambda: (
+            (emulator.get_cluster_policy("demo-4") or {}).get("status", {}).get("modeling", {})
+            .get("workloadsRestarted")), proc=operator_process)
+        assert rolled == 2
         for namespace in ("default", "demo"):
             dep = emulator.get_deployment(namespace, "demo-4")
             annotations = dep["spec"]["template"]["metadata"].get("annotations") or {}
             assert "armorflow.io/restartedAt" in annotations, namespace
-        assert obj["status"]["modeling"]["workloadsRestarted"] == 2
 
         # the agents learn the target
         record = wait_for("the targets record", lambda: [
@@ -576,7 +580,10 @@ def test_a_namespaced_policy_models_its_own_namespace(
             ((emulator.get_policy("shop", "web") or {}).get("status") or {}).get("phase")
             == "Modeling" and emulator.get_policy("shop", "web")), proc=operator_process)
         assert obj["status"]["profileName"] == "varmor-shop-web"
-        assert obj["status"]["modeling"]["workloadsRestarted"] == 1
+        rolled = wait_for("the restart count", lambda: (
+            (emulator.get_policy("shop", "web") or {}).get("status", {}).get("modeling", {})
+            .get("workloadsRestarted")), proc=operator_process)
+        assert rolled == 1
 
         def restarted(namespace: str) -> bool:
             template = emulator.get_deployment(namespace, "cart")["spec"]["template"]
@@ -658,6 +665,9 @@ def test_the_operator_stays_within_its_rbac(
             emulator.create(policy)
             wait_for("Modeling", lambda n=name: ((emulator.get_policy("rbac", n) or {}).get(
                 "status") or {}).get("phase") == "Modeling", proc=proc)
+        wait_for("the rolled Deployment", lambda: ((emulator.get_policy("rbac", "roll") or {})
+                 .get("status") or {}).get("modeling", {}).get("workloadsRestarted") == 1,
+                 proc=proc)
     made = {_rbac_request(r.method.value, r.url.path, dict(r.params))
             for r in emulator.requests()
             if id(r) not in before and r.headers.get("User-Agent") == USER_AGENT}

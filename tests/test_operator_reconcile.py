@@ -48,10 +48,14 @@ def with_status(obj: dict[str, Any], status: dict[str, Any] | None) -> dict[str,
 
 
 def started(obj: dict[str, Any]) -> dict[str, Any]:
-    """The object after the operator's first reconcile wrote its status."""
+    """The object after the operator's first reconciles wrote its status (and, when asked,
+    rolled the workloads)."""
     plan = plan_reconcile(parse_policy(obj), NOW)
     assert plan.status is not None
-    return with_status(obj, plan.status)
+    obj = with_status(obj, plan.status)
+    if plan_reconcile(parse_policy(obj), NOW).restart:
+        obj["status"]["modeling"]["workloadsRestarted"] = 2
+    return obj
 
 
 def test_profile_names_follow_varmor() -> None:
@@ -117,7 +121,7 @@ def test_create_starts_modeling() -> None:
     assert start.duration_s == 30 * 60 and start.start_ts == NOW
     assert start.namespace == "varmor" and start.enforcer == "AppArmorSeccomp"
     assert start.policy.kind == "VarmorClusterPolicy" and start.policy.uid == "u-1"
-    assert plan.restart is True
+    assert plan.restart is False  # only once the start is recorded
     assert plan.targets is not None
     assert plan.targets["active"] is True and plan.targets["namespaces"] is None
     assert plan.targets["target"]["selector"] == {"matchLabels": {"app": "demo-4"}}
@@ -127,6 +131,20 @@ def test_create_starts_modeling() -> None:
         "Modeling", True, "varmor-cluster-varmor-demo-4")
     assert st["acceptedMode"] == "BehaviorModeling"
     assert st["modeling"]["startTs"] == NOW and st["modeling"]["duration"] == 30
+
+
+def test_workloads_roll_once_after_the_start_is_recorded() -> None:
+    obj = seed_cluster_policy()
+    first = plan_reconcile(parse_policy(obj), NOW)
+    assert first.status is not None and not first.restart
+    obj = with_status(obj, first.status)
+    second = plan_reconcile(parse_policy(obj), NOW + 1)
+    assert second.restart and second.controls == [] and second.status is None
+    obj["status"]["modeling"]["workloadsRestarted"] = 0  # none matched: still done
+    assert plan_reconcile(parse_policy(obj), NOW + 2).empty
+    no_roll = seed_cluster_policy(updateExistingWorkloads=False)
+    no_roll = with_status(no_roll, plan_reconcile(parse_policy(no_roll), NOW).status)
+    assert plan_reconcile(parse_policy(no_roll), NOW + 1).empty
 
 
 def test_reconcile_is_idempotent_once_started() -> None:
