@@ -8,7 +8,7 @@
 #define CAP_STACK_FRAMES 6
 
 // Reading the stack costs microseconds here, and the direct CAP_SYS_ADMIN check runs on
-// every accountable mapping a root task makes: inside these syscalls a CAP_SYS_ADMIN check
+// every accountable mapping a root task makes or copies at fork: inside these syscalls a CAP_SYS_ADMIN check
 // is taken for that one without reading the stack (no LSM-mediated CAP_SYS_ADMIN check is
 // made on their paths). Elsewhere (page faults growing the stack, other syscalls) the
 // stack decides.
@@ -17,7 +17,8 @@ static __always_inline int memory_accounting_check(struct task_memo *memo, u32 c
         return 0;
     s32 nr = memo->nr;
     return nr == SYSNR_MMAP || nr == SYSNR_MPROTECT || nr == SYSNR_BRK || nr == SYSNR_MREMAP
-        || nr == SYSNR_EXECVE || nr == SYSNR_EXECVEAT;
+        || nr == SYSNR_EXECVE || nr == SYSNR_EXECVEAT || nr == SYSNR_CLONE
+        || nr == SYSNR_CLONE3 || nr == SYSNR_FORK || nr == SYSNR_VFORK;
 }
 
 static __always_inline int via_security_capable(struct bpf_raw_tracepoint_args *ctx) {

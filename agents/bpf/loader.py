@@ -139,7 +139,7 @@ def kernel_source_dir() -> Path | None:
 DISPATCHED_SYSCALLS: Final = (
     "open", "openat", "openat2", "creat", "socket", "socketpair", "connect", "mount",
     "umount2", "pivot_root", "ptrace", "mmap", "mprotect", "brk", "mremap", "execve",
-    "execveat",
+    "execveat", "clone", "clone3", "fork", "vfork",
 )
 
 
