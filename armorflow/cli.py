@@ -57,13 +57,17 @@ def version() -> None:
 @app.command()
 def broker(
     impl: Annotated[str, typer.Option(help="Broker implementation: noida or tansu.")] = "noida",
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 9092,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9092,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on and advertise (e.g. a pod IP).")
+    ] = "127.0.0.1",
     data_dir: Annotated[
         str | None, typer.Option(help="Data directory (default: the state dir).")
     ] = None,
     partitions: Annotated[int, typer.Option(help="Partitions per profile-keyed topic.")] = 4,
 ) -> None:
-    """Start an embedded Kafka-protocol broker on loopback, create the topics, wait for Ctrl-C."""
+    """Start an embedded Kafka-protocol broker (loopback by default), create the topics,
+    wait for Ctrl-C."""
     from pathlib import Path
 
     from armorflow.broker import IMPLS, BrokerImpl, EmbeddedBroker
@@ -73,7 +77,9 @@ def broker(
         raise typer.BadParameter(f"choose one of {', '.join(IMPLS)}", param_hint="--impl")
     directory = Path(data_dir) if data_dir else state_dir() / f"broker-{impl}"
     chosen: BrokerImpl = "tansu" if impl == "tansu" else "noida"
-    emb = EmbeddedBroker(impl=chosen, port=port, data_dir=directory, partitions=partitions)
+    emb = EmbeddedBroker(
+        impl=chosen, port=port, data_dir=directory, partitions=partitions, host=host
+    )
     emb.start()
     typer.echo(f"bootstrap servers: {emb.bootstrap_servers}")
     typer.echo(f"export ARMORFLOW_BOOTSTRAP_SERVERS={emb.bootstrap_servers}")
