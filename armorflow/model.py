@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from armorflow.aaglob import escape_literal
+from armorflow.aaglob import escape_literal, has_wildcard, matches, unescape_literal
 from armorflow.events import FILE_PERMS, Event
 
 #: Maps a literal path from an event to the pattern the model stores.
@@ -54,6 +54,8 @@ class BehaviourModel:
     collapsed: dict[str, set[str]] = field(default_factory=dict)
     #: Entries changed by :meth:`add` since the last :meth:`drain_dirty`.
     dirty: set[EntryKey] = field(default_factory=set, repr=False, compare=False)
+    #: directory -> collapsed patterns of its children (see :meth:`learned_pattern`).
+    _learned: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     # --- growing -----------------------------------------------------------------------
 
@@ -141,16 +143,64 @@ class BehaviourModel:
 
     def _pattern(self, literal: str, path_of: PathMapper) -> str:
         pattern = path_of(literal)
-        if pattern != literal and pattern != escape_literal(literal):
-            examples = self.collapsed.setdefault(pattern, set())
-            if literal not in examples and (
-                len(examples) < COLLAPSE_EXAMPLES or literal < max(examples)
-            ):
-                examples.add(literal)
-                if len(examples) > COLLAPSE_EXAMPLES:
-                    examples.discard(max(examples))
-                self.dirty.add(("collapsed", pattern))
+        if pattern == literal or pattern == escape_literal(literal):
+            # Kept literal. If the classifier already collapsed a sibling of this name
+            # into a pattern that matches it too (it missed this one), use that pattern:
+            # the rule exists anyway, and state stays bounded by the classifier's hits.
+            learned = self.learned_pattern(literal, pattern)
+            if learned is None:
+                return pattern
+            pattern = learned
+        self._record_example(pattern, literal)
         return pattern
+
+    def _record_example(self, pattern: str, literal: str) -> None:
+        examples = self.collapsed.get(pattern)
+        if examples is None:
+            examples = self.collapsed[pattern] = set()
+            self._index_pattern(pattern)
+        if literal not in examples and (
+            len(examples) < COLLAPSE_EXAMPLES or literal < max(examples)
+        ):
+            examples.add(literal)
+            if len(examples) > COLLAPSE_EXAMPLES:
+                examples.discard(max(examples))
+            self.dirty.add(("collapsed", pattern))
+
+    def _index_pattern(self, pattern: str) -> None:
+        """Remember a collapsed pattern by its directory, when only its name is a glob."""
+        parent, _, name = pattern.rpartition("/")
+        if name and has_wildcard(name) and not has_wildcard(parent):
+            learned = self._learned.setdefault(parent, [])
+            learned.append(pattern)
+            learned.sort()
+
+    def learned_pattern(self, literal: str, escaped: str) -> str | None:
+        """The smallest collapsed pattern of the literal's directory that matches it."""
+        learned = self._learned.get(escaped.rpartition("/")[0])
+        if learned:
+            for candidate in learned:
+                if matches(candidate, literal):
+                    return candidate
+        return None
+
+    def fold_learned(self) -> None:
+        """Fold literal file rules into a collapsed pattern of the model that matches them.
+
+        The way in does this only for patterns learned before the literal arrived; doing
+        it again over the whole model makes the result independent of arrival order.
+        """
+        folded: dict[FileKey, set[str]] = {}
+        for (path, old, owner), perms in self.files.items():
+            target = path
+            if not has_wildcard(path):
+                literal = unescape_literal(path)
+                learned = self.learned_pattern(literal, path)
+                if learned is not None:
+                    target = learned
+                    self._record_example(learned, literal)
+            folded.setdefault((target, old, owner), set()).update(perms)
+        self.files = folded
 
     # --- entries: the model as independent key/value pairs (the pipeline's table rows) ----
 
@@ -201,6 +251,8 @@ class BehaviourModel:
             dirs.update(value[0])
             sigs.update(value[1])
         elif kind == "collapsed":
+            if entry[1] not in self.collapsed:
+                self._index_pattern(entry[1])
             examples = self.collapsed.setdefault(entry[1], set())
             examples.update(value)
             while len(examples) > COLLAPSE_EXAMPLES:
@@ -238,6 +290,8 @@ class BehaviourModel:
         self.unhandled |= other.unhandled
         self.syscalls |= other.syscalls
         for pattern, examples in other.collapsed.items():
+            if pattern not in self.collapsed:
+                self._index_pattern(pattern)
             mine_ex = self.collapsed.setdefault(pattern, set())
             mine_ex.update(examples)
             while len(mine_ex) > COLLAPSE_EXAMPLES:
@@ -356,6 +410,7 @@ class BehaviourModel:
         model = cls.from_dynamic_result(data.get("dynamicResult") or {})
         for pattern, examples in (data.get("collapsed") or {}).items():
             model.collapsed[pattern] = set(examples)
+            model._index_pattern(pattern)
         return model
 
     def canonical_json(self) -> bytes:

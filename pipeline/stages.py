@@ -76,6 +76,7 @@ class ClassifierStage:
         from armorflow.pipeline.classifier import collapse_siblings
 
         model = window.model
+        model.fold_learned()
         patterns = {key[0] for key in model.files}
         kwargs = {} if self._sibling_threshold is None else {"threshold": self._sibling_threshold}
         mapping = collapse_siblings(patterns, **kwargs)

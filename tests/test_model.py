@@ -75,3 +75,22 @@ def test_collapsed_examples_stay_bounded_and_order_free() -> None:
     assert a.collapsed == b.collapsed == {"/tmp/tmp*": {"/tmp/tmp0000", "/tmp/tmp0001",
                                                        "/tmp/tmp0002"}}
     assert len(a.files) == 1
+
+
+def test_literals_fold_into_a_learned_sibling_pattern_whatever_the_order() -> None:
+    from armorflow.events import make_event
+
+    def classifier(path: str) -> str:
+        # Collapses only names it is sure of, like a classifier that misses a few.
+        return "/tmp/php*" if path.startswith("/tmp/phpX") else path
+
+    names = ["/tmp/phpXa1", "/tmp/phpmiss", "/tmp/phpXb2", "/tmp/other"]
+    built = []
+    for order in (names, list(reversed(names))):
+        model = BehaviourModel()
+        for n in order:
+            model.add(make_event("file", profile="p", path=n, perms="r", owner=True), classifier)
+        model.fold_learned()
+        built.append(model.canonical_json())
+        assert {k[0] for k in model.files} == {"/tmp/php*", "/tmp/other"}
+    assert built[0] == built[1]
