@@ -162,9 +162,14 @@ def parse(pattern: str) -> tuple[Token, ...]:
     """Tokenize a pattern, refusing what apparmor_parser refuses (or reads differently)."""
     out: list[Token] = []
     depth: list[int] = []  # separators seen in each open group
+    # Whether each open group holds anything but separators: apparmor_parser 3.0 never
+    # returns on some groups that can only match the empty string ({,,,}, {{,},{,}}).
+    filled: list[bool] = []
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
+        if filled and c not in "{,}":
+            filled[-1] = True
         if c == "\x00":
             raise GlobError("NUL in pattern")
         if c == "\\":
@@ -201,6 +206,7 @@ def parse(pattern: str) -> tuple[Token, ...]:
             raise GlobError("']' without '['")
         elif c == "{":
             depth.append(0)
+            filled.append(False)
             out.append(Token("open"))
         elif c == "," and depth:
             depth[-1] += 1
@@ -210,6 +216,10 @@ def parse(pattern: str) -> tuple[Token, ...]:
                 raise GlobError("'}' without '{'")
             if depth.pop() == 0:
                 raise GlobError("an alternation needs two or more items")
+            if not filled.pop():
+                raise GlobError("an alternation that only matches the empty string")
+            if filled:
+                filled[-1] = True
             out.append(Token("close"))
         else:
             out.append(Token("lit", c))

@@ -170,7 +170,9 @@ def test_malformed_patterns_refused_like_the_parser(raw: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["/tmp/a\\", "/tmp/[\\^a]", "/tmp/[a^]", "/tmp/[*]", "/tmp/[z-a]", "/tmp/\x00"],
+    ["/tmp/a\\", "/tmp/[\\^a]", "/tmp/[a^]", "/tmp/[*]", "/tmp/[z-a]", "/tmp/\x00",
+     # apparmor_parser 3.0.8 never returns on these (found by the random-pattern test):
+     "/tmp/{,,,}", "/{{,},{,}}", "/{{,,},}//", "/x{{,},,}", "/{,}"],
 )
 def test_patterns_the_parser_reads_surprisingly_are_refused(raw: str) -> None:
     # ``[\^a]`` compiles as ``[^a]`` and ``[*]`` as a wildcard: refuse rather than guess.
@@ -268,8 +270,14 @@ def test_random_patterns_match_what_the_parser_compiles(
     bodies: list[str], probes: list[str]
 ) -> None:
     # Unique tokens: the parser prints the expression of a rule text it has seen once.
-    tokens = {to_profile_path("/" + b): "/" + b for b in bodies
-              if b.count("*") <= _MAX_STARS and b.count("?") + b.count("[") <= 8}
+    tokens: dict[str, str] = {}
+    for b in bodies:
+        if b.count("*") > _MAX_STARS or b.count("?") + b.count("[") > 8:
+            continue
+        try:
+            tokens[to_profile_path("/" + b)] = "/" + b
+        except GlobError:
+            continue  # refused on purpose (tested above)
     patterns = list(tokens.values())
     text = "".join(f"profile t{i} {{\n  {t} r,\n}}\n" for i, t in enumerate(tokens))
     regexes = _parser_regexes(text)
