@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import re
+import string
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from armorflow.pipeline.classifier import (
     load_default,
 )
 from armorflow.pipeline.classifier.cli import register
+from armorflow.pipeline.classifier.templates import TemplateMemo
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -96,8 +99,6 @@ def test_random_part_with_metacharacter_neighbour(clf: PathClassifier) -> None:
 
 
 def test_long_random_names_collapse_quickly(clf: PathClassifier) -> None:
-    import random
-    import string
     import time
 
     rng = random.Random(4)
@@ -113,6 +114,54 @@ def test_long_random_names_collapse_quickly(clf: PathClassifier) -> None:
     assert matches(got, f"/tmp/{crafted}")
 
 
+def _fresh_names(rng: random.Random, prefix: str, alphabet: str, n: int, count: int) -> list[str]:
+    return [prefix + "".join(rng.choice(alphabet) for _ in range(n)) for _ in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "alphabet", "n", "expected"),
+    [
+        ("/tmp/tmp", "abcdefghijklmnopqrstuvwxyz0123456789_", 8, "/tmp/tmp*"),  # tempfile
+        ("/tmp/tmp.", string.ascii_letters + string.digits, 10, "/tmp/tmp.*"),  # mktemp
+        ("/tmp/php", string.ascii_letters + string.digits, 6, "/tmp/php*"),  # PHP upload
+        ("/tmp/tmp", "0123456789abcdef", 10, "/tmp/tmp*"),
+    ],
+)
+def test_cold_random_names_skip_the_span_search(
+    clf: PathClassifier, prefix: str, alphabet: str, n: int, expected: str
+) -> None:
+    # Every name is new (the streaming case): after a few model decisions the learned
+    # template decides, so the expensive span search runs for a small share of names.
+    fresh = PathClassifier(clf.model)
+    names = _fresh_names(random.Random(11), prefix, alphabet, n, 1000)
+    before = clf.model.searches
+    got = [fresh.collapse(p) for p in names]
+    searches = clf.model.searches - before
+    assert searches <= 100, searches
+    assert fresh.templates.hits >= 900
+    assert sum(g == expected for g in got) >= 970
+    assert all(matches(g, p) for g, p in zip(got, names, strict=True))
+
+
+def test_template_does_not_spread_to_stable_names(clf: PathClassifier) -> None:
+    memo = TemplateMemo(clf.model.lexicon.is_word, lambda w: True)
+    # A family of stable names the model got wrong shares the ends of its middles.
+    memo.learn("tek4025-ex", 2, 10)
+    memo.learn("tek4027-ex", 2, 10)
+    assert memo.match("tek4106brl") is None
+    memo.learn("tmpk3j_x9a1", 3, 11)
+    assert memo.match("tmpq9om4894") is None  # one confirmation is not enough
+    memo.learn("tmpzj0j7yae", 3, 11)
+    assert memo.match("tmpq9om4894") == (3, 11)
+    assert memo.match("tmpsettings") is None  # a known word is not random
+    assert memo.match("tmpQ9OM4894") is None  # outside the alphabet seen
+    assert memo.match("tmpk3abcdef") is None  # same head as a confirming middle
+    # Short whole names (terminal names, ``tvi955``) never become templates.
+    memo.learn("tvi92B", 0, 6)
+    memo.learn("nwp513", 0, 6)
+    assert memo.match("cons60") is None
+
+
 def test_explain(clf: PathClassifier) -> None:
     ex = clf.explain("/proc/1106048/fdinfo/10")
     assert [e.result for e in ex] == ["proc", "*", "fdinfo", "*"]
@@ -120,7 +169,8 @@ def test_explain(clf: PathClassifier) -> None:
     assert ex[1].rule is not None and "proc" in ex[1].rule
     uuid = clf.explain("/var/lib/kubelet/pods/00112233-4455-6677-8899-aabbccddeeff")[-1]
     assert (uuid.rule, uuid.result) == ("uuid", "*")
-    php = clf.explain("/tmp/php04Ha0a")[-1]
+    # A fresh classifier: the shared one may already have learned the php template.
+    php = PathClassifier(clf.model).explain("/tmp/php04Ha0a")[-1]
     assert php.rule == "model" and php.score is not None and php.score > 0.5
 
 

@@ -15,6 +15,7 @@ from typing import cast
 from armorflow.aaglob import escape_literal
 from armorflow.pipeline.classifier.model import DEFAULT_MODEL_PATH, SpanModel
 from armorflow.pipeline.classifier.rules import layer_rule, proc_rule, segment_rule
+from armorflow.pipeline.classifier.templates import TemplateMemo
 
 #: Entries past this many make the per-segment cache start over (bounded memory).
 _SEGMENT_CACHE_MAX = 1 << 20
@@ -53,6 +54,11 @@ class PathClassifier:
         #: differs per node; the kernel paths below it are not worth listing one by one).
         self.sys_devices_glob = sys_devices_glob
         self._cache: dict[str, str] = {}
+        #: Shapes of random names the model already decided (cheap cold path for the
+        #: many names one generator produces; see :mod:`templates`).
+        self.templates = TemplateMemo(
+            model.lexicon.is_word, lambda w: model.word_score(w) >= model.gate
+        )
 
     @classmethod
     def load_default(cls) -> PathClassifier:
@@ -69,12 +75,16 @@ class PathClassifier:
             return Explanation(seg, name, None, render(seg, spans))
         if self.model.obviously_stable(seg):
             return Explanation(seg, "lexicon", None, escape_literal(seg))
+        known = self.templates.match(seg)
+        if known is not None:
+            return Explanation(seg, "template", None, render(seg, [known]))
         best = self.model.best_span(seg)
         if best is None:
             # No word scored random enough to be worth a span search.
             return Explanation(seg, "word-gate", None, escape_literal(seg))
         i, j, p = best
         if p >= self.model.threshold:
+            self.templates.learn(seg, i, j)
             return Explanation(seg, "model", p, render(seg, [(i, j)]))
         return Explanation(seg, "model", p, escape_literal(seg))
 

@@ -47,6 +47,8 @@ class SpanModel:
     proc_entries: frozenset[str] = frozenset()
     version: str = "untrained"
     meta: dict[str, object] = field(default_factory=dict)
+    #: Span searches run so far (the expensive cold path; tests bound it).
+    searches: int = field(default=0, compare=False)
 
     def word_score(self, w: str) -> float:
         return self.word.prob(word_features(w, self.lexicon)) if w else 0.0
@@ -93,6 +95,7 @@ class SpanModel:
 
     def best_span(self, seg: str) -> tuple[int, int, float] | None:
         """Highest-scoring candidate span, whatever its score (None if there is none)."""
+        self.searches += 1
         spans = self.spans_to_rank(seg)
         if not spans:
             return None

@@ -1,0 +1,162 @@
+"""Run-time memo of the random-name templates the span model has already found.
+
+A workload that creates temp files creates many names from one generator
+(``tmpk3j_x9a1``, ``tmpq9om4894``, ...): same fixed prefix and suffix, a random middle
+of the same length drawn from the same alphabet. Every one of them is a never-seen
+segment, so the per-segment cache does not help, and a full span search costs
+milliseconds. Once the model has put ``*`` on the same (prefix, middle length, suffix)
+``CONFIRMATIONS`` times, later names of that shape reuse the decision after cheap checks
+on the middle (its characters stay within the alphabet the model's middles used, it
+shares neither its first nor its last two characters with a confirming middle, it
+contains no known word, and an all-lowercase middle must still look random to the word
+model). Anything that fails a check falls through to the full span search, so a template
+only ever short-cuts decisions the model would most likely have made itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+#: Model decisions with one shape needed before the shape is used as a short-cut.
+CONFIRMATIONS = 2
+#: Bound on remembered shapes (the memo starts over past it: bounded memory).
+MAX_TEMPLATES = 4096
+#: A shape with no fixed prefix or suffix is only reused for middles at least this long:
+#: short whole names of mixed letters and digits (``tvi955``, terminal names) are common
+#: stable names, and a model false positive on one must not spread to its siblings.
+MIN_BARE_MIDDLE = 16
+#: Letter runs of at least this length that are known words make a middle not random.
+_MIN_WORD = 4
+
+_LETTERS = re.compile(r"[A-Za-z]+")
+
+
+def _char_kind(c: str) -> str:
+    """Alphabet bucket of one middle character: d(igit), l(ower), u(pper) or itself."""
+    if "0" <= c <= "9":
+        return "d"
+    if "a" <= c <= "z":
+        return "l"
+    if "A" <= c <= "Z":
+        return "u"
+    return c
+
+
+def _kinds_pattern(kinds: frozenset[str]) -> re.Pattern[str]:
+    ranges = {"d": "0-9", "l": "a-z", "u": "A-Z"}
+    body = "".join(ranges.get(k, re.escape(k)) for k in sorted(kinds))
+    return re.compile(f"[{body}]+")
+
+
+#: How many confirming middles' ends are kept per shape (bounded memory).
+_MAX_ENDS = 8
+
+
+@dataclass
+class _Shape:
+    confirmations: int = 0
+    kinds: frozenset[str] = frozenset()
+    alphabet: re.Pattern[str] = field(default_factory=lambda: re.compile("(?!)"))
+    #: First and last two characters of the confirming middles. Random middles almost
+    #: never share them; a family of stable names the model got wrong (``tek4025-ex``,
+    #: ``tek4027-ex``) does, so such a family neither confirms a shape nor reuses it.
+    heads: set[str] = field(default_factory=set)
+    tails: set[str] = field(default_factory=set)
+
+    def related(self, middle: str) -> bool:
+        return middle[:2] in self.heads or middle[-2:] in self.tails
+
+    def add(self, middle: str) -> None:
+        if self.related(middle):
+            return
+        kinds = self.kinds | {_char_kind(c) for c in middle}
+        if kinds != self.kinds:
+            self.kinds = kinds
+            self.alphabet = _kinds_pattern(kinds)
+        if len(self.heads) < _MAX_ENDS:
+            self.heads.add(middle[:2])
+            self.tails.add(middle[-2:])
+        self.confirmations += 1
+
+
+class TemplateMemo:
+    """(segment length, prefix, suffix) -> the alphabet of model-confirmed random middles."""
+
+    def __init__(
+        self, is_word: Callable[[str], bool], looks_random: Callable[[str], bool]
+    ) -> None:
+        self._is_word = is_word
+        #: Called only for all-lowercase middles (the ones that could be a word).
+        self._looks_random = looks_random
+        self._shapes: dict[tuple[int, str, str], _Shape] = {}
+        #: segment length -> prefix lengths of shapes of that length (few per length).
+        self._prefix_lens: dict[int, set[int]] = {}
+        #: segment length -> suffix lengths of shapes of that length.
+        self._suffix_lens: dict[int, set[int]] = {}
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+    def learn(self, seg: str, i: int, j: int) -> None:
+        """The model put ``*`` on ``seg[i:j]``."""
+        if len(self._shapes) >= MAX_TEMPLATES:
+            self._shapes.clear()
+            self._prefix_lens.clear()
+            self._suffix_lens.clear()
+        n = len(seg)
+        if i == 0 and j == n and n < MIN_BARE_MIDDLE:
+            return
+        key = (n, seg[:i], seg[j:])
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = _Shape()
+            self._prefix_lens.setdefault(n, set()).add(i)
+            self._suffix_lens.setdefault(n, set()).add(n - j)
+        shape.add(seg[i:j])
+
+    def match(self, seg: str) -> tuple[int, int] | None:
+        """The random span of ``seg`` if a confirmed shape fits it, else None."""
+        n = len(seg)
+        prefix_lens = self._prefix_lens.get(n)
+        if not prefix_lens:
+            return None
+        suffix_lens = self._suffix_lens[n]
+        best: tuple[int, int, int] | None = None
+        shapes = self._shapes
+        for i in prefix_lens:
+            prefix = seg[:i]
+            for k in suffix_lens:
+                j = n - k
+                if j - i < 1:
+                    continue
+                shape = shapes.get((n, prefix, seg[j:]))
+                if shape is None or shape.confirmations < CONFIRMATIONS:
+                    continue
+                if best is None or shape.confirmations > best[2]:
+                    best = (i, j, shape.confirmations)
+        if best is None:
+            return None
+        i, j, _ = best
+        middle = seg[i:j]
+        shape = shapes[(n, seg[:i], seg[j:])]
+        if (
+            not shape.alphabet.fullmatch(middle)
+            or shape.related(middle)
+            or not self._plausibly_random(middle)
+        ):
+            return None
+        self.hits += 1
+        return i, j
+
+    def _plausibly_random(self, middle: str) -> bool:
+        is_word = self._is_word
+        for m in _LETTERS.finditer(middle):
+            w = m.group().lower()
+            if len(w) >= _MIN_WORD and is_word(w):
+                return False
+        if middle.isalpha() and middle.islower():
+            return self._looks_random(middle)
+        return True
