@@ -144,7 +144,8 @@ def test_cold_random_names_skip_the_span_search(
 
 
 def test_template_does_not_spread_to_stable_names(clf: PathClassifier) -> None:
-    memo = TemplateMemo(clf.model.lexicon.is_word, lambda w: True)
+    lex = clf.model.lexicon
+    memo = TemplateMemo(lex.is_word, lambda w: True, lambda w: lex.cover(w)[0])
     # A family of stable names the model got wrong shares the ends of its middles.
     memo.learn("tek4025-ex", 2, 10)
     memo.learn("tek4027-ex", 2, 10)
@@ -160,6 +161,10 @@ def test_template_does_not_spread_to_stable_names(clf: PathClassifier) -> None:
     memo.learn("tvi92B", 0, 6)
     memo.learn("nwp513", 0, 6)
     assert memo.match("cons60") is None
+    # Known words glued together are a stable name even in a confirmed shape.
+    memo.learn("ab-Xq3zK9wPq7mRt2", 0, 17)
+    memo.learn("Zt-b8Lk2PoQw3nVx5", 0, 17)
+    assert memo.match("kinesisanalytics2") is None
 
 
 def test_explain(clf: PathClassifier) -> None:

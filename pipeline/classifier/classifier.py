@@ -57,7 +57,9 @@ class PathClassifier:
         #: Shapes of random names the model already decided (cheap cold path for the
         #: many names one generator produces; see :mod:`templates`).
         self.templates = TemplateMemo(
-            model.lexicon.is_word, lambda w: model.word_score(w) >= model.gate
+            model.lexicon.is_word,
+            lambda w: model.word_score(w) >= model.gate,
+            lambda w: model.lexicon.cover(w)[0],
         )
 
     @classmethod

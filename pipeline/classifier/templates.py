@@ -30,6 +30,11 @@ MIN_BARE_MIDDLE = 16
 #: Letter runs of at least this length that are known words make a middle not random.
 _MIN_WORD = 4
 
+#: Letter runs at least this long must not be (nearly) all known words glued together
+#: (random alphabets rarely produce long letter runs; stable compound names often do).
+_MIN_CHECKED_RUN = 7
+_MAX_COVER = 0.9
+
 _LETTERS = re.compile(r"[A-Za-z]+")
 
 
@@ -85,10 +90,15 @@ class TemplateMemo:
     """(segment length, prefix, suffix) -> the alphabet of model-confirmed random middles."""
 
     def __init__(
-        self, is_word: Callable[[str], bool], looks_random: Callable[[str], bool]
+        self,
+        is_word: Callable[[str], bool],
+        looks_random: Callable[[str], bool],
+        word_cover: Callable[[str], float],
     ) -> None:
         self._is_word = is_word
-        #: Called only for all-lowercase middles (the ones that could be a word).
+        #: Share of a letter run that known words explain (``ntconsole`` -> 1.0).
+        self._word_cover = word_cover
+        #: The word model's gate; called only for all-lowercase middles (could be a word).
         self._looks_random = looks_random
         self._shapes: dict[tuple[int, str, str], _Shape] = {}
         #: segment length -> prefix lengths of shapes of that length (few per length).
@@ -154,8 +164,13 @@ class TemplateMemo:
     def _plausibly_random(self, middle: str) -> bool:
         is_word = self._is_word
         for m in _LETTERS.finditer(middle):
-            w = m.group().lower()
-            if len(w) >= _MIN_WORD and is_word(w):
+            run = m.group()
+            if len(run) < _MIN_WORD:
+                continue
+            if is_word(run.lower()):
+                return False
+            # Known words glued together (``ntconsole``) are a stable name, not noise.
+            if len(run) >= _MIN_CHECKED_RUN and self._word_cover(run) >= _MAX_COVER:
                 return False
         if middle.isalpha() and middle.islower():
             return self._looks_random(middle)
