@@ -18,6 +18,7 @@ import argparse
 import os
 import random
 import shutil
+import string
 import subprocess
 import sys
 import tempfile
@@ -37,9 +38,12 @@ ARMORFLOW = str(Path(sys.executable).parent / "armorflow")
 
 
 def make_events(n: int, profiles: list[str], seed: int = 1) -> list[Event]:
-    """A mix shaped like deduplicated agent output: many distinct files and syscalls,
-    temp files with random names, a few execs, capabilities and sockets."""
+    """A mix shaped like deduplicated agent output: many distinct library files and
+    syscalls, some execs and sockets, and a stream of temp files with random names as
+    Python's tempfile and mkstemp(3) make them (every one new to the classifier)."""
     rng = random.Random(seed)
+    alnum = string.ascii_letters + string.digits
+    temp_names = tempfile._get_candidate_names()
     t0 = time.time_ns()
     out: list[Event] = []
     for i in range(n):
@@ -47,16 +51,19 @@ def make_events(n: int, profiles: list[str], seed: int = 1) -> list[Event]:
         base = dict(ts=t0 + i, node=f"node-{i % 3}", profile=p, namespace="default",
                     pod=f"pod-{i % 6}", container="c0", container_id="cid", pid=1000 + i % 50,
                     comm="app")
-        r = i % 10
-        if r < 4:
-            path = f"/usr/lib/python3/m{rng.randrange(2000)}.py"
+        r = i % 50
+        if r < 20:
+            path = f"/usr/lib/python3/dist-packages/mod{rng.randrange(2000)}/__init__.py"
             out.append(make_event("file", **base, path=path, perms="r", owner=False))
-        elif r < 6:
-            out.append(make_event("file", **base, path=f"/tmp/tmp{rng.getrandbits(40):010x}",
-                                  perms="rw", owner=True))
-        elif r < 8:
+        elif r == 20:
+            path = f"/tmp/tmp{next(temp_names)}"
+            out.append(make_event("file", **base, path=path, perms="rw", owner=True))
+        elif r == 21:
+            path = "/tmp/php" + "".join(rng.choice(alnum) for _ in range(6))
+            out.append(make_event("file", **base, path=path, perms="rw", owner=True))
+        elif r < 40:
             out.append(make_event("syscall", **base, name=f"sys_{rng.randrange(120)}"))
-        elif r == 8:
+        elif r < 45:
             out.append(make_event("exec", **base, path=f"/usr/bin/tool{rng.randrange(30)}"))
         else:
             out.append(make_event("network", **base, family="inet", sock_type="stream",

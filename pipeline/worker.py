@@ -64,7 +64,8 @@ class PipelineConfig:
     partitions: int = DEFAULT_PARTITIONS
     grace_s: float = 30.0
     processing_guarantee: str = "at_least_once"
-    batch_size: int = 2_000
+    #: Messages per batch (each may hold hundreds of events: see armorflow.kafka).
+    batch_size: int = 100
     batch_within_s: float = 0.2
     tick_s: float = 1.0
     status_every_s: float = 10.0
@@ -114,6 +115,10 @@ class PipelineWorker:
             broker_heartbeat_interval=1,
             broker_rebalance_timeout=12,
             consumer_group_instance_id=cfg.instance_id,
+            # Messages carry hundreds of events each: a deep read-ahead per partition
+            # (Faust's default is 4096 messages) would hold millions of events in memory
+            # whenever the worker is behind.
+            stream_buffer_maxsize=32,
             **cfg.settings.aiokafka(),
             **cfg.extra,
         )
