@@ -162,14 +162,9 @@ def parse(pattern: str) -> tuple[Token, ...]:
     """Tokenize a pattern, refusing what apparmor_parser refuses (or reads differently)."""
     out: list[Token] = []
     depth: list[int] = []  # separators seen in each open group
-    # Whether each open group holds anything but separators: apparmor_parser 3.0 never
-    # returns on some groups that can only match the empty string ({,,,}, {{,},{,}}).
-    filled: list[bool] = []
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
-        if filled and c not in "{,}":
-            filled[-1] = True
         if c == "\x00":
             raise GlobError("NUL in pattern")
         if c == "\\":
@@ -206,7 +201,6 @@ def parse(pattern: str) -> tuple[Token, ...]:
             raise GlobError("']' without '['")
         elif c == "{":
             depth.append(0)
-            filled.append(False)
             out.append(Token("open"))
         elif c == "," and depth:
             depth[-1] += 1
@@ -216,17 +210,44 @@ def parse(pattern: str) -> tuple[Token, ...]:
                 raise GlobError("'}' without '{'")
             if depth.pop() == 0:
                 raise GlobError("an alternation needs two or more items")
-            if not filled.pop():
-                raise GlobError("an alternation that only matches the empty string")
-            if filled:
-                filled[-1] = True
             out.append(Token("close"))
         else:
             out.append(Token("lit", c))
         i += 1
     if depth:
         raise GlobError("unclosed '{'")
+    _check_empty_ways(out)
     return tuple(out)
+
+
+def _check_empty_ways(tokens: list[Token]) -> None:
+    """Refuse an alternation with more than one way to match the empty string.
+
+    apparmor_parser 3.0.8 never returns on some of them (``{,,,}``, ``{,,{,,a}}``,
+    ``{{,},{,}}``: four or more empty ways); one way (``{a,}``) is all a pattern needs.
+    """
+    # Per open group: [empty ways of the finished items, ways of the current item,
+    # whether the current item holds something that is not an empty-matching group].
+    stack: list[list[int]] = []
+    for t in tokens:
+        if t.kind == "open":
+            stack.append([0, 1, 0])
+        elif t.kind in ("sep", "close"):
+            group = stack[-1]
+            if not group[2]:
+                group[0] += group[1]
+            group[1], group[2] = 1, 0
+            if t.kind == "close":
+                ways = stack.pop()[0]
+                if ways > 1:
+                    raise GlobError("an alternation with more than one way to match nothing")
+                if stack:
+                    if ways:
+                        stack[-1][1] *= ways
+                    else:
+                        stack[-1][2] = 1
+        elif stack:
+            stack[-1][2] = 1
 
 
 def validate(pattern: str) -> None:

@@ -172,7 +172,8 @@ def test_malformed_patterns_refused_like_the_parser(raw: str) -> None:
     "raw",
     ["/tmp/a\\", "/tmp/[\\^a]", "/tmp/[a^]", "/tmp/[*]", "/tmp/[z-a]", "/tmp/\x00",
      # apparmor_parser 3.0.8 never returns on these (found by the random-pattern test):
-     "/tmp/{,,,}", "/{{,},{,}}", "/{{,,},}//", "/x{{,},,}", "/{,}"],
+     "/tmp/{,,,}", "/{{,},{,}}", "/{{,,},}//", "/x{{,},,}", "/{,}", "/{,,{,,a}}",
+     "/{{,a,},,}"],
 )
 def test_patterns_the_parser_reads_surprisingly_are_refused(raw: str) -> None:
     # ``[\^a]`` compiles as ``[^a]`` and ``[*]`` as a wildcard: refuse rather than guess.
