@@ -22,6 +22,7 @@ from typing import Any, Final, Literal
 
 from armorflow.agents.audit.records import AuditFormatError, AuditRecord, int_field, text_field
 from armorflow.events import Event, make_event
+from armorflow.render.vocab import CAPABILITIES
 
 Verdict = Literal["allowed", "audit", "denied"]
 #: Where an observation came from: "apparmor" and "seccomp" records here, "bpf" for the
@@ -35,16 +36,6 @@ AUDIT_ARCHES: Final[dict[int, str]] = {0xC000003E: "x86_64", 0x40000003: "i386"}
 _SECCOMP_LOG: Final = 0x7FFC0000
 _SECCOMP_ALLOW: Final = 0x7FFF0000
 
-#: Capability numbers to AppArmor names (include/uapi/linux/capability.h order).
-CAPABILITIES: Final = (
-    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid",
-    "setuid", "setpcap", "linux_immutable", "net_bind_service", "net_broadcast",
-    "net_admin", "net_raw", "ipc_lock", "ipc_owner", "sys_module", "sys_rawio",
-    "sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
-    "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write",
-    "audit_control", "setfcap", "mac_override", "mac_admin", "syslog", "wake_alarm",
-    "block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore",
-)
 _CAPABILITY_SET: Final = frozenset(CAPABILITIES)
 
 #: AppArmor request-mask letters to schema file permissions; create and delete need
