@@ -32,6 +32,8 @@ from armorflow.pipeline.classifier.trees import Ensemble
 #: Bumped when the file layout or feature set changes; a model of another format is refused.
 FORMAT_VERSION = 3
 DEFAULT_MODEL_PATH = Path(__file__).with_name("model.json.gz")
+#: Letter pieces of an unknown word shorter than this do not make it "known".
+_MIN_KNOWN_ATOM = 3
 
 
 @dataclass
@@ -70,7 +72,9 @@ class SpanModel:
                 if a.isdigit():
                     if len(a) > 3:
                         return False
-                elif not is_word(a):
+                elif len(a) < _MIN_KNOWN_ATOM or not is_word(a):
+                    # One or two letters between digits (``tmp42g_tv9m``) explain
+                    # nothing: random alphabets produce them all the time.
                     return False
         return True
 
