@@ -56,7 +56,7 @@ def _kinds_pattern(kinds: frozenset[str]) -> re.Pattern[str]:
 
 
 #: How many confirming middles' ends are kept per shape (bounded memory).
-_MAX_ENDS = 8
+_MAX_ENDS = 3
 
 
 @dataclass
