@@ -34,6 +34,8 @@ FORMAT_VERSION = 3
 DEFAULT_MODEL_PATH = Path(__file__).with_name("model.json.gz")
 #: Letter pieces of an unknown word shorter than this do not make it "known".
 _MIN_KNOWN_ATOM = 3
+#: Bound on remembered word scores (the dict starts over past it).
+_WORD_CACHE_MAX = 100_000
 
 
 @dataclass
@@ -51,6 +53,7 @@ class SpanModel:
     meta: dict[str, object] = field(default_factory=dict)
     #: Span searches run so far (the expensive cold path; tests bound it).
     searches: int = field(default=0, compare=False)
+    _word_scores: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
     def word_score(self, w: str) -> float:
         return self.word.prob(word_features(w, self.lexicon)) if w else 0.0
@@ -103,7 +106,10 @@ class SpanModel:
         spans = self.spans_to_rank(seg)
         if not spans:
             return None
-        cache: dict[str, float] = {}
+        # Shared across segments: prefixes and extensions (``session``, ``log``) recur.
+        cache = self._word_scores
+        if len(cache) > _WORD_CACHE_MAX:
+            cache.clear()
 
         def score(w: str) -> float:
             hit = cache.get(w)
