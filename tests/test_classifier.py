@@ -156,7 +156,7 @@ def test_template_does_not_spread_to_stable_names(clf: PathClassifier) -> None:
     assert memo.match("tmpq9om4894") == (3, 11)
     assert memo.match("tmpsettings") is None  # a known word is not random
     assert memo.match("tmpQ9OM4894") is None  # outside the alphabet seen
-    assert memo.match("tmpk3abcdef") is None  # same head as a confirming middle
+    assert memo.match("tmpk3jabcde") is None  # same head as a confirming middle
     # Short whole names (terminal names, ``tvi955``) never become templates.
     memo.learn("tvi92B", 0, 6)
     memo.learn("nwp513", 0, 6)

@@ -7,7 +7,7 @@ segment, so the per-segment cache does not help, and a full span search costs
 milliseconds. Once the model has put ``*`` on the same (prefix, middle length, suffix)
 ``CONFIRMATIONS`` times, later names of that shape reuse the decision after cheap checks
 on the middle (its characters stay within the alphabet the model's middles used, it
-shares neither its first nor its last two characters with a confirming middle, it
+shares neither its first nor its last three characters with a confirming middle, it
 contains no known word, and an all-lowercase middle must still look random to the word
 model). Anything that fails a check falls through to the full span search, so a template
 only ever short-cuts decisions the model would most likely have made itself.
@@ -57,6 +57,8 @@ def _kinds_pattern(kinds: frozenset[str]) -> re.Pattern[str]:
 
 #: How many confirming middles' ends are kept per shape (bounded memory).
 _MAX_ENDS = 3
+#: Length of the middle ends compared (random middles share three characters rarely).
+_END = 3
 
 
 @dataclass
@@ -64,14 +66,14 @@ class _Shape:
     confirmations: int = 0
     kinds: frozenset[str] = frozenset()
     alphabet: re.Pattern[str] = field(default_factory=lambda: re.compile("(?!)"))
-    #: First and last two characters of the confirming middles. Random middles almost
+    #: First and last three characters of the confirming middles. Random middles almost
     #: never share them; a family of stable names the model got wrong (``tek4025-ex``,
     #: ``tek4027-ex``) does, so such a family neither confirms a shape nor reuses it.
     heads: set[str] = field(default_factory=set)
     tails: set[str] = field(default_factory=set)
 
     def related(self, middle: str) -> bool:
-        return middle[:2] in self.heads or middle[-2:] in self.tails
+        return middle[:_END] in self.heads or middle[-_END:] in self.tails
 
     def add(self, middle: str) -> None:
         if self.related(middle):
@@ -81,8 +83,8 @@ class _Shape:
             self.kinds = kinds
             self.alphabet = _kinds_pattern(kinds)
         if len(self.heads) < _MAX_ENDS:
-            self.heads.add(middle[:2])
-            self.tails.add(middle[-2:])
+            self.heads.add(middle[:_END])
+            self.tails.add(middle[-_END:])
         self.confirmations += 1
 
 
