@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 Deliver = Callable[[ClosedWindow], dict[str, str] | None]
 
+#: Seconds between attempts to close a window whose closing failed.
+CLOSE_RETRY_S = 30.0
+
 
 class ProfileTable(faust.Table[bytes, bytes]):
     """A table whose keys start with a profile name (up to a NUL byte).
@@ -92,6 +95,7 @@ class PipelineWorker:
         )
         self._last_status = 0.0
         self._recovered: dict[str, BehaviourModel] | None = None
+        self._close_failed: dict[str, float] = {}
         self.rows = ModelRows()
         self.closed: list[str] = []
 
@@ -229,7 +233,24 @@ class PipelineWorker:
         for key in list(self.windows_table.keys()):
             self.ingestor.window(key.decode())
         for window in self.ingestor.due(now, self.config.grace_s):
-            await self._close(window, now)
+            failed_at = self._close_failed.get(window.profile)
+            if failed_at is not None and time.monotonic() - failed_at < CLOSE_RETRY_S:
+                continue
+            try:
+                await self._close(window, now)
+                self._close_failed.pop(window.profile, None)
+            except Exception as exc:
+                self._close_failed[window.profile] = time.monotonic()
+                # A model that cannot be rendered or delivered (an invalid profile name, a
+                # sink that refuses it) must not stop the other windows from closing.
+                # Closing is retried every CLOSE_RETRY_S; the status says why it waits.
+                log.exception("closing the window of %s failed", window.profile)
+                await self.status_topic.send(
+                    key=window.profile.encode(),
+                    value=make_status(window.profile, PHASE_MODELING,
+                                      message=f"closing failed: {exc}",
+                                      source=self.config.app_id),
+                )
         if time.monotonic() - self._last_status >= self.config.status_every_s:
             self._last_status = time.monotonic()
             for profile, window in list(self.ingestor.windows.items()):
