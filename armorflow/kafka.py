@@ -188,14 +188,17 @@ def consume_until_idle(
                     raise KafkaException(err)
                 last = time.monotonic()
                 events = decode_events(msg.value() or b"", rejects)
+                if not events:
+                    done[_tp(msg)] = (msg.offset() or 0) + 1
                 for i, event in enumerate(events, start=1):
+                    if i == len(events):
+                        # The caller holds the message's last event once it gets it: the
+                        # message is consumed even if the caller stops right there.
+                        done[_tp(msg)] = (msg.offset() or 0) + 1
                     yield event
                     seen += 1
                     if max_events is not None and seen >= max_events:
-                        if i == len(events):
-                            done[_tp(msg)] = (msg.offset() or 0) + 1
                         return
-                done[_tp(msg)] = (msg.offset() or 0) + 1
             if msgs:
                 _commit()
     finally:

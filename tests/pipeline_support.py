@@ -181,10 +181,15 @@ def wait_for(
     raise AssertionError(f"nothing on {topic} matched within {timeout_s}s")
 
 
-def completed(broker: EmbeddedBroker, profile: str, timeout_s: float = 60.0) -> dict[str, Any]:
+def completed(
+    broker: EmbeddedBroker, profile: str, timeout_s: float = 60.0, source: str | None = None
+) -> dict[str, Any]:
+    """The first Completed status of ``profile`` (from pipeline ``source``, if given)."""
     return wait_for(
         broker, STATUS_TOPIC,
-        lambda v: v.get("profile") == profile and v.get("phase") == "Completed", timeout_s,
+        lambda v: v.get("profile") == profile and v.get("phase") == "Completed"
+        and (source is None or v.get("source") == source),
+        timeout_s,
     )
 
 

@@ -3,6 +3,7 @@ commit, and resume from the committed offset after the consumer and the broker r
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
@@ -34,14 +35,18 @@ def _consume(
     consumer = make_consumer(broker.settings(), group, **{"session.timeout.ms": 6000})
     consumer.subscribe([event_topic("file")])
     rejects = Rejects()
+    pids: list[int] = []
+    # The topic is shared with the session's other tests: count only this profile's
+    # events, and stop (committing what was read) once the limit is reached.
     try:
-        pids = [
-            int(e["pid"])
-            for e in consume_until_idle(
-                consumer, rejects, idle_s=3.0, max_events=limit, commit=True
-            )
-            if e["profile"] == profile
-        ]
+        with contextlib.closing(
+            consume_until_idle(consumer, rejects, idle_s=3.0, commit=True)
+        ) as events:
+            for e in events:
+                if e["profile"] == profile:
+                    pids.append(int(e["pid"]))
+                    if limit is not None and len(pids) >= limit:
+                        break
     finally:
         consumer.close()
     assert rejects.count == 0

@@ -90,7 +90,8 @@ def test_one_two_and_killed_workers_agree_with_offline(
     for p in profiles:
         control(noida_broker, "update", p, duration_s=1)  # the seed's step 5
     for p in profiles:
-        completed(noida_broker, p, timeout_s=grace + 60)
+        for app in (one, two, kill):
+            completed(noida_broker, p, timeout_s=grace + 60, source=app)
     # An update that shortens the window closes it within grace + 5 s (plus the time the
     # status needs to reach us).
     assert time.monotonic() - t_update <= grace + 5 + 5
