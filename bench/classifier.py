@@ -64,6 +64,9 @@ def main() -> None:
     size = DEFAULT_MODEL_PATH.stat().st_size
     print(f"model {model.version}: {size / 1024:.0f} KiB, loaded in {load_s * 1000:.0f} ms")
 
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1 << 32)
+    print(f"seed {args.seed} (rerun with --seed {args.seed})")
     cases = build_eval_set(args.seed, args.per_generator, args.stable)
     paths = [c.path for c in cases]
     segments = len({s for p in paths for s in p.split("/")})

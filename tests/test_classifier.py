@@ -165,6 +165,8 @@ def test_template_does_not_spread_to_stable_names(clf: PathClassifier) -> None:
     memo.learn("ab-Xq3zK9wPq7mRt2", 0, 17)
     memo.learn("Zt-b8Lk2PoQw3nVx5", 0, 17)
     assert memo.match("kinesisanalytics2") is None
+    assert memo.match("ndr950-25-mc-nl-x") is None  # short dashed pieces
+    assert memo.match("Qw7-Zx9Lm2Np4Rt8v") == (0, 17)
 
 
 def test_explain(clf: PathClassifier) -> None:

@@ -38,6 +38,17 @@ _MAX_COVER = 0.9
 _LETTERS = re.compile(r"[A-Za-z]+")
 
 
+_ALNUM = re.compile(r"[A-Za-z0-9]+")
+
+
+def _dashed_pieces(middle: str) -> bool:
+    """Four or more pieces, three of them one or two characters (``ndr9500-25-mc-nl``): the shape of
+    stable names built from short abbreviations (terminal names), not of a random token,
+    whose rare delimiters seldom fall that close together."""
+    runs = _ALNUM.findall(middle)
+    return len(runs) >= 4 and sum(1 for r in runs if len(r) <= 2) >= 3
+
+
 def _char_kind(c: str) -> str:
     """Alphabet bucket of one middle character: d(igit), l(ower), u(pper) or itself."""
     if "0" <= c <= "9":
@@ -157,6 +168,7 @@ class TemplateMemo:
         if (
             not shape.alphabet.fullmatch(middle)
             or shape.related(middle)
+            or (i == 0 and j == n and _dashed_pieces(middle))
             or not self._plausibly_random(middle)
         ):
             return None
