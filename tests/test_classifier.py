@@ -21,7 +21,7 @@ from armorflow.pipeline.classifier import (
     load_default,
 )
 from armorflow.pipeline.classifier.cli import register
-from armorflow.pipeline.classifier.templates import TemplateMemo
+from armorflow.pipeline.classifier.templates import MAX_TEMPLATES, TemplateMemo
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -167,6 +167,19 @@ def test_template_does_not_spread_to_stable_names(clf: PathClassifier) -> None:
     assert memo.match("kinesisanalytics2") is None
     assert memo.match("ndr950-25-mc-nl-x") is None  # short dashed pieces
     assert memo.match("Qw7-Zx9Lm2Np4Rt8v") == (0, 17)
+
+
+def test_template_memo_stays_bounded_and_keeps_confirmed_shapes(clf: PathClassifier) -> None:
+    lex = clf.model.lexicon
+    memo = TemplateMemo(lex.is_word, lambda w: True, lambda w: lex.cover(w)[0])
+    memo.learn("tmpk3j_x9a1", 3, 11)
+    memo.learn("tmpzj0j7yae", 3, 11)
+    rng = random.Random(3)
+    for k in range(2 * MAX_TEMPLATES):
+        name = f"w{k}-" + "".join(rng.choice(string.ascii_letters) for _ in range(9))
+        memo.learn(name, len(name) - 9, len(name))
+    assert len(memo) <= MAX_TEMPLATES
+    assert memo.match("tmpq9om4894") == (3, 11)
 
 
 def test_explain(clf: PathClassifier) -> None:

@@ -126,9 +126,7 @@ class TemplateMemo:
     def learn(self, seg: str, i: int, j: int) -> None:
         """The model put ``*`` on ``seg[i:j]``."""
         if len(self._shapes) >= MAX_TEMPLATES:
-            self._shapes.clear()
-            self._prefix_lens.clear()
-            self._suffix_lens.clear()
+            self._forget_unconfirmed()
         n = len(seg)
         if i == 0 and j == n and n < MIN_BARE_MIDDLE:
             return
@@ -140,16 +138,30 @@ class TemplateMemo:
             self._suffix_lens.setdefault(n, set()).add(n - j)
         shape.add(seg[i:j])
 
+    def _forget_unconfirmed(self) -> None:
+        """Make room: drop shapes seen once (most are one-off names); keep the confirmed
+        ones unless they alone fill half the memo."""
+        kept = {k: v for k, v in self._shapes.items() if v.confirmations >= CONFIRMATIONS}
+        if len(kept) >= MAX_TEMPLATES // 2:
+            kept = {}
+        self._shapes = kept
+        self._prefix_lens = {}
+        self._suffix_lens = {}
+        for n, prefix, suffix in kept:
+            self._prefix_lens.setdefault(n, set()).add(len(prefix))
+            self._suffix_lens.setdefault(n, set()).add(len(suffix))
+
     def match(self, seg: str) -> tuple[int, int] | None:
         """The random span of ``seg`` if a confirmed shape fits it, else None."""
         n = len(seg)
         prefix_lens = self._prefix_lens.get(n)
         if not prefix_lens:
             return None
-        suffix_lens = self._suffix_lens[n]
+        # Snapshots: a caller on another thread may be learning a shape meanwhile.
+        suffix_lens = tuple(self._suffix_lens.get(n, ()))
         best: tuple[int, int, int] | None = None
         shapes = self._shapes
-        for i in prefix_lens:
+        for i in tuple(prefix_lens):
             prefix = seg[:i]
             for k in suffix_lens:
                 j = n - k
@@ -164,7 +176,9 @@ class TemplateMemo:
             return None
         i, j, _ = best
         middle = seg[i:j]
-        shape = shapes[(n, seg[:i], seg[j:])]
+        shape = shapes.get((n, seg[:i], seg[j:]))
+        if shape is None:
+            return None
         if (
             not shape.alphabet.fullmatch(middle)
             or shape.related(middle)
