@@ -52,3 +52,35 @@ def test_traced_command_becomes_a_compiling_profile(
     assert {"execve", "openat"} <= set(dyn["seccomp"]["syscalls"])
     assert "/usr/bin/id ix," in doc["apparmor"]
     compile_check(doc["apparmor"])
+
+
+def test_workload_traced_with_ebpf_runs_under_its_own_seccomp_profile(tmp_path: Path) -> None:
+    """Issue 5's re-run, with the agent's tracer as the recorder: the workload succeeds
+    under the profile rendered from its own capture; a syscall it never made is denied."""
+    if os.geteuid() != 0:
+        pytest.fail("the eBPF tracer needs root (CI runs as root)")
+    from armorflow.events import read_events
+    from armorflow.model import reduce_events
+    from armorflow.render import apply_seccomp_and_exec, render_seccomp
+
+    command = ["sh", "-c", "cat /etc/hostname; id -u; ls /"]
+    recording = tmp_path / "workload.jsonl"
+    traced = subprocess.run(
+        [str(Path(sys.executable).parent / "armorflow"), "trace", "--profile", "rerun",
+         "--out", str(recording), "--", *command],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert traced.returncode == 0, traced.stderr[-3000:]
+    model = reduce_events(read_events(recording))["rerun"]
+    assert {"execve", "openat", "read", "write"} <= model.syscalls
+    assert "unshare" not in model.syscalls
+    profile = render_seccomp(model)
+
+    plain = subprocess.run(command, capture_output=True, check=True)
+    rerun = apply_seccomp_and_exec(profile, command)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    assert rerun.stdout == plain.stdout
+
+    denied = apply_seccomp_and_exec(profile, ["unshare", "--user", "true"])
+    assert denied.returncode != 0
+    assert b"Operation not permitted" in denied.stderr
