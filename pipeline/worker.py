@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -75,6 +75,8 @@ class PipelineConfig:
     classify: bool = True
     render: bool = True
     sink_url: str | None = None
+    #: Longest a due window waits for this worker to catch up on its partitions.
+    catch_up_s: float = 120.0
     #: Static group membership (KIP-345): a restarted worker with the same id takes its
     #: partitions back at once instead of waiting for its old session to expire.
     instance_id: str | None = None
@@ -96,6 +98,10 @@ class PipelineWorker:
         self._last_status = 0.0
         self._recovered: dict[str, BehaviourModel] | None = None
         self._close_failed: dict[str, float] = {}
+        #: (topic, partition) -> last offset whose events were applied and persisted.
+        self._processed: dict[tuple[str, int], int] = {}
+        #: profile -> monotonic time its window first waited for this worker to catch up.
+        self._waiting_since: dict[str, float] = {}
         self.rows = ModelRows()
         self.closed: list[str] = []
 
@@ -154,9 +160,15 @@ class PipelineWorker:
 
         @app.agent(source, name="ingest")
         async def ingest(stream: faust.StreamT[bytes]) -> None:
-            async for values in stream.take(cfg.batch_size, within=cfg.batch_within_s):
-                result = self.ingestor.apply_batch(values)
+            # take_events (a faust-streaming Stream method StreamT does not declare) gives
+            # the messages' offsets, which closing uses to know the worker caught up.
+            batches = cast(Any, stream).take_events(cfg.batch_size, within=cfg.batch_within_s)
+            async for events in batches:
+                result = self.ingestor.apply_batch([e.value for e in events])
                 await self._persist(result)
+                for e in events:
+                    tp = (e.message.topic, e.message.partition)
+                    self._processed[tp] = max(self._processed.get(tp, -1), e.message.offset)
 
         async def tick() -> None:
             await self._tick()
@@ -233,6 +245,8 @@ class PipelineWorker:
         for key in list(self.windows_table.keys()):
             self.ingestor.window(key.decode())
         for window in self.ingestor.due(now, self.config.grace_s):
+            if not await self._caught_up(window.profile):
+                continue
             failed_at = self._close_failed.get(window.profile)
             if failed_at is not None and time.monotonic() - failed_at < CLOSE_RETRY_S:
                 continue
@@ -256,6 +270,46 @@ class PipelineWorker:
             for profile, window in list(self.ingestor.windows.items()):
                 if window.state is WindowState.OPEN:
                     await self._status(profile, PHASE_MODELING)
+
+    async def _caught_up(self, profile: str) -> bool:
+        """True when this worker has applied every message already in the profile's
+        partition of each source topic.
+
+        A worker that restarted or took over partitions can be behind: the wall clock says
+        the window is due while in-window events still wait in the topics. Closing then
+        would lose them, so the window waits (at most ``catch_up_s``) until the worker has
+        read up to the high watermark it finds now.
+        """
+        from faust.types import TP
+
+        partition = partition_for(profile, self.config.partitions)
+        tps = [TP(topic, partition) for topic in (*EVENT_TOPICS, CONTROL_TOPIC)]
+        try:
+            highwaters = await self.app.consumer.highwaters(*tps)
+        except Exception:  # the broker is away: try again on the next tick
+            return False
+        behind = []
+        for tp in tps:
+            end = highwaters.get(tp)
+            if not end:
+                continue
+            done = self._processed.get((tp.topic, tp.partition))
+            if done is None:
+                position = await self.app.consumer.position(tp)
+                if position is not None and position >= end:
+                    continue
+            elif done + 1 >= end:
+                continue
+            behind.append(tp.topic)
+        if not behind:
+            self._waiting_since.pop(profile, None)
+            return True
+        first = self._waiting_since.setdefault(profile, time.monotonic())
+        if time.monotonic() - first >= self.config.catch_up_s:
+            log.warning("closing %s while still behind on %s", profile, behind)
+            self._waiting_since.pop(profile, None)
+            return True
+        return False
 
     async def _close(self, window: Window, now: int) -> None:
         profile = window.profile
