@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from armorflow.aaglob import escape_literal, has_wildcard, matches, unescape_literal
-from armorflow.events import FILE_PERMS, Event
+from armorflow.events import BEHAVIOUR_FIELDS, FILE_PERMS, Event, behaviour_of
 
 #: Maps a literal path from an event to the pattern the model stores.
 PathMapper = Callable[[str], str]
@@ -24,6 +24,10 @@ PathMapper = Callable[[str], str]
 #: How many literal examples the model keeps per collapsed pattern (the smallest ones,
 #: so that keeping them stays a commutative, idempotent union).
 COLLAPSE_EXAMPLES = 3
+
+#: Behaviours a model remembers having folded, per kind, before it starts over: bounds
+#: the cache's memory (a few MB) while keeping a busy workload's repeats to one lookup.
+SEEN_LIMIT = 32_768
 
 FileKey = tuple[str, str, bool]  # (path pattern, old_path pattern or "", owner)
 NetworkKey = tuple[str, str, int]  # (family, sock_type, protocol)
@@ -56,89 +60,134 @@ class BehaviourModel:
     dirty: set[EntryKey] = field(default_factory=set, repr=False, compare=False)
     #: directory -> collapsed patterns of its children (see :meth:`learned_pattern`).
     _learned: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
+    #: kind -> behaviours already folded in (a cache, emptied when it reaches SEEN_LIMIT).
+    _seen: dict[str, set[Any]] = field(default_factory=dict, repr=False, compare=False)
 
     # --- growing -----------------------------------------------------------------------
 
     def add(self, event: Event, path_of: PathMapper = escape_literal) -> bool:
-        """Fold one validated event in; returns True when the model changed.
-
-        This is the pipeline's hot path: each branch tests membership before it adds, so
-        that change detection costs one lookup. Every entry that changes is recorded in
-        :attr:`dirty`, so that the streaming pipeline persists only what changed.
-        """
+        """Fold one validated event in; returns True when the model changed."""
         kind = event["kind"]
-        dirty = self.dirty
-        profile = event["profile"]
-        changed = False
-        if profile not in self.profiles:
-            self.profiles.add(profile)
-            dirty.add(("profile", profile))
-            changed = True
-        entry: EntryKey
-        if kind == "syscall":
-            name = event["name"]
-            if name in self.syscalls:
-                return changed
-            self.syscalls.add(name)
-            entry = ("syscall", name)
-        elif kind == "file":
-            path = self._pattern(event["path"], path_of)
-            old = event.get("old_path")
-            key = (path, self._pattern(old, path_of) if old else "", bool(event["owner"]))
-            perms = event["perms"]
-            have = self.files.get(key)
-            if have is None:
-                self.files[key] = set(perms)
-            elif all(p in have for p in perms):
-                return changed
-            else:
-                have.update(perms)
-            entry = ("file", *key)
-        elif kind == "exec":
-            path = self._pattern(event["path"], path_of)
-            if path in self.executions:
-                return changed
-            self.executions.add(path)
-            entry = ("exec", path)
-        elif kind == "capability":
-            name = event["name"]
-            if name in self.capabilities:
-                return changed
-            self.capabilities.add(name)
-            entry = ("capability", name)
-        elif kind == "network":
-            net = (event["family"], event["sock_type"], event["protocol"])
-            if net in self.networks:
-                return changed
-            self.networks.add(net)
-            entry = ("network", *net)
-        elif kind == "signal":
-            peer = event["peer"]
-            dirs, sigs = self.signals.setdefault(peer, (set(), set()))
-            if event["direction"] in dirs and event["signal"] in sigs:
-                return changed
-            dirs.add(event["direction"])
-            sigs.add(event["signal"])
-            entry = ("signal", peer)
-        elif kind == "ptrace":
-            peer = event["peer"]
-            modes = self.ptraces.setdefault(peer, set())
-            if event["mode"] in modes:
-                return changed
-            modes.add(event["mode"])
-            entry = ("ptrace", peer)
-        elif kind == "mount":
-            mount = (event["op"], self._pattern(event["path"], path_of), event["fstype"])
-            if mount in self.mounts:
-                return changed
-            self.mounts.add(mount)
-            entry = ("mount", *mount)
-        else:
+        if kind not in BEHAVIOUR_FIELDS:
+            changed = self._add_profile(event["profile"])
             if kind in self.unhandled:
                 return changed
             self.unhandled.add(kind)
-            entry = ("unhandled", kind)
-        dirty.add(entry)
+            self.dirty.add(("unhandled", kind))
+            return True
+        return self.add_behaviours(event["profile"], kind, (behaviour_of(event),), path_of)
+
+    def add_behaviours(
+        self,
+        profile: str,
+        kind: str,
+        behaviours: Iterable[Any],
+        path_of: PathMapper = escape_literal,
+    ) -> bool:
+        """Fold the behaviours (see :func:`~armorflow.events.behaviour_of`) of ``kind``
+        events of ``profile`` in; returns True when the model changed.
+
+        This is the pipeline's hot path. A batch's behaviours are deduplicated first, and
+        those this model has folded before are skipped with one set difference (a bounded
+        cache: folding again would change nothing, the union being idempotent). Every entry
+        that changes is recorded in :attr:`dirty`, so that the streaming pipeline persists
+        only what changed.
+        """
+        changed = self._add_profile(profile)
+        seen = self._seen.get(kind)
+        if seen is None:
+            seen = self._seen[kind] = set()
+        new = set(behaviours)
+        new.difference_update(seen)
+        if not new:
+            return changed
+        if len(seen) + len(new) > SEEN_LIMIT:
+            seen.clear()
+        seen.update(new)
+        fold = getattr(self, f"_fold_{kind}")
+        for behaviour in new:
+            if fold(behaviour, path_of):
+                changed = True
+        return changed
+
+    def _add_profile(self, profile: str) -> bool:
+        if profile in self.profiles:
+            return False
+        self.profiles.add(profile)
+        self.dirty.add(("profile", profile))
+        return True
+
+    # One fold per kind: each tests membership before it adds, so that change detection
+    # costs one lookup, and returns True when it changed an entry.
+
+    def _fold_syscall(self, name: str, _path_of: PathMapper) -> bool:
+        if name in self.syscalls:
+            return False
+        self.syscalls.add(name)
+        self.dirty.add(("syscall", name))
+        return True
+
+    def _fold_capability(self, name: str, _path_of: PathMapper) -> bool:
+        if name in self.capabilities:
+            return False
+        self.capabilities.add(name)
+        self.dirty.add(("capability", name))
+        return True
+
+    def _fold_file(self, behaviour: tuple[str, str | None, bool, str], path_of: PathMapper) -> bool:
+        literal, old, owner, perms = behaviour
+        key = (self._pattern(literal, path_of), self._pattern(old, path_of) if old else "", owner)
+        have = self.files.get(key)
+        if have is None:
+            self.files[key] = set(perms)
+        elif all(p in have for p in perms):
+            return False
+        else:
+            have.update(perms)
+        self.dirty.add(("file", *key))
+        return True
+
+    def _fold_exec(self, literal: str, path_of: PathMapper) -> bool:
+        path = self._pattern(literal, path_of)
+        if path in self.executions:
+            return False
+        self.executions.add(path)
+        self.dirty.add(("exec", path))
+        return True
+
+    def _fold_network(self, behaviour: NetworkKey, _path_of: PathMapper) -> bool:
+        if behaviour in self.networks:
+            return False
+        self.networks.add(behaviour)
+        self.dirty.add(("network", *behaviour))
+        return True
+
+    def _fold_signal(self, behaviour: tuple[str, str, str], _path_of: PathMapper) -> bool:
+        peer, direction, signal = behaviour
+        dirs, sigs = self.signals.setdefault(peer, (set(), set()))
+        if direction in dirs and signal in sigs:
+            return False
+        dirs.add(direction)
+        sigs.add(signal)
+        self.dirty.add(("signal", peer))
+        return True
+
+    def _fold_ptrace(self, behaviour: tuple[str, str], _path_of: PathMapper) -> bool:
+        peer, mode = behaviour
+        modes = self.ptraces.setdefault(peer, set())
+        if mode in modes:
+            return False
+        modes.add(mode)
+        self.dirty.add(("ptrace", peer))
+        return True
+
+    def _fold_mount(self, behaviour: tuple[str, str, str], path_of: PathMapper) -> bool:
+        op, path, fstype = behaviour
+        mount = (op, self._pattern(path, path_of), fstype)
+        if mount in self.mounts:
+            return False
+        self.mounts.add(mount)
+        self.dirty.add(("mount", *mount))
         return True
 
     def _pattern(self, literal: str, path_of: PathMapper) -> str:
@@ -263,8 +312,10 @@ class BehaviourModel:
             self.mounts.add((entry[1], entry[2], entry[3]))
         else:
             members = {
-                "profile": self.profiles, "exec": self.executions,
-                "capability": self.capabilities, "unhandled": self.unhandled,
+                "profile": self.profiles,
+                "exec": self.executions,
+                "capability": self.capabilities,
+                "unhandled": self.unhandled,
                 "syscall": self.syscalls,
             }.get(kind)
             if members is None:
@@ -303,9 +354,16 @@ class BehaviourModel:
     def size(self) -> int:
         """Number of distinct entries at the top level (cheap change detection)."""
         return (
-            len(self.profiles) + len(self.executions) + len(self.files)
-            + len(self.capabilities) + len(self.networks) + len(self.ptraces)
-            + len(self.signals) + len(self.mounts) + len(self.unhandled) + len(self.syscalls)
+            len(self.profiles)
+            + len(self.executions)
+            + len(self.files)
+            + len(self.capabilities)
+            + len(self.networks)
+            + len(self.ptraces)
+            + len(self.signals)
+            + len(self.mounts)
+            + len(self.unhandled)
+            + len(self.syscalls)
         )
 
     def fingerprint(self) -> tuple[int, int, int, int]:
@@ -353,8 +411,7 @@ class BehaviourModel:
                 "files": files,
                 "capabilities": sorted(self.capabilities),
                 "networks": [
-                    {"family": f, "sockType": t, "protocol": p}
-                    for f, t, p in sorted(self.networks)
+                    {"family": f, "sockType": t, "protocol": p} for f, t, p in sorted(self.networks)
                 ],
                 "ptraces": [
                     {"permissions": sorted(m), "peer": peer}
