@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test lint typecheck unit bench clean
+.PHONY: setup test lint typecheck unit bench stringlifier clean
 
 setup:
 	bash scripts/setup.sh
@@ -27,6 +27,11 @@ typecheck:
 bench:
 	$(PY) bench/pipeline_throughput.py
 	$(PY) bench/classifier.py
+
+# Optional side venv with stringlifier + torch (~1 GiB) for `bench/classifier.py`'s
+# comparison with vArmor's classifier; not part of `setup`.
+stringlifier:
+	bash scripts/stringlifier-venv.sh
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache

@@ -5,21 +5,36 @@ the real ``mktemp`` binary, this machine's /proc), never from training rows. Sin
 thread, timed in process CPU time, so the figures are per core.
 
     .venv/bin/python bench/classifier.py [--seed N] [--per-generator N] [--stable N]
+        [--stringlifier PYTHON|off] [--stringlifier-sample N]
 
-stringlifier (vArmor's BiLSTM) is not run: it needs torch plus its weights from a model
-hub, which this project's machines cannot fetch.
+Then, side by side with armorflow, stringlifier (the BiLSTM vArmor's classifier service
+runs) as vArmor uses it: ``bench/stringlifier_driver.py`` runs in a side venv (torch +
+stringlifier, made by ``make stringlifier``), gets the same evaluation cases (a sample
+stratified by kind, ``--stringlifier-sample``, 0 for all) and collapses each path as
+vArmor's classifier service does, and as its agent does (its own prefix rules first, the
+service for the rest); all are scored against the same expected globs, armorflow with a
+freshly loaded model and classifier on the same sample. ``--stringlifier`` names the side
+venv's python (default: ``.venv-stringlifier/bin/python`` of this repository when it
+exists; ``off`` skips the comparison).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
 import random
+import subprocess
 import time
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from armorflow.aaglob import escape_literal, has_wildcard
 from armorflow.pipeline.classifier import DEFAULT_MODEL_PATH, PathClassifier, SpanModel
 from armorflow.pipeline.classifier.training.evaluation import (
+    Case,
     build_eval_set,
     evaluate,
     format_report,
@@ -35,6 +50,11 @@ _COLD_SOURCES: dict[str, Callable[[random.Random], str]] = {
     "php session": lambda r: "/var/lib/php/sessions/sess_"
     + _pick(r, "0123456789abcdefghijklmnopqrstuv", 26),
 }
+
+
+_REPO = Path(__file__).resolve().parent.parent
+_DRIVER = _REPO / "bench" / "stringlifier_driver.py"
+_DEFAULT_STRINGLIFIER = _REPO / ".venv-stringlifier" / "bin" / "python"
 
 
 def _pick(rng: random.Random, alphabet: str, n: int) -> str:
@@ -55,6 +75,13 @@ def main() -> None:
     ap.add_argument("--warm-rounds", type=int, default=5)
     ap.add_argument("--cold-random", type=int, default=20000,
                     help="fresh random names for the cold-random figure")
+    ap.add_argument("--stringlifier", metavar="PYTHON", default=None,
+                    help="python of the side venv with stringlifier (make stringlifier);"
+                    f" default {_DEFAULT_STRINGLIFIER.relative_to(_REPO)} if it exists;"
+                    " 'off' to skip")
+    ap.add_argument("--stringlifier-sample", type=int, default=8000, metavar="N",
+                    help="evaluation cases given to stringlifier (~3 ms each), stratified"
+                    " by kind; 0 for the whole set")
     args = ap.parse_args()
 
     t0 = clock()
@@ -117,7 +144,162 @@ def main() -> None:
     print(f"random names first, then stable: exact {again.accuracy:.4%},"
           f" stable changed {again.stable_changed}/{again.stable_total}"
           f" = {again.stable_changed_rate:.4%}")
-    print("stringlifier: not run (torch + hub weights cannot be fetched here)")
+
+    compare_stringlifier(args.stringlifier, cases, load_s, args.seed, args.stringlifier_sample)
+
+
+def stratified_sample(cases: Sequence[Case], n: int, seed: int) -> list[Case]:
+    """About ``n`` cases, each kind in its share of the set, in the set's order."""
+    if n <= 0 or n >= len(cases):
+        return list(cases)
+    rng = random.Random(seed)
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(cases):
+        by_kind[c.kind].append(i)
+    keep: set[int] = set()
+    for kind in sorted(by_kind):
+        idx = by_kind[kind]
+        keep.update(rng.sample(idx, max(1, round(len(idx) * n / len(cases)))))
+    return [c for i, c in enumerate(cases) if i in keep]
+
+
+def _replay(outputs: Sequence[str]) -> Callable[[str], str]:
+    """A collapse function that answers with precomputed outputs, in order."""
+    it = iter(outputs)
+    return lambda _path: next(it)
+
+
+def as_apparmor_pattern(varmor_path: str) -> str:
+    """vArmor's result in the pattern language the expected globs use.
+
+    vArmor writes its result into the profile as it is: the ``*`` it puts in is the only
+    operator it means, every other character is the file name itself. Escaping those
+    changes nothing for names without glob characters and keeps the few that have them
+    (``[``, ``{``, ``@``, ``,`` ...) comparable with the escaped expected globs.
+    """
+    return "*".join(escape_literal(p) for p in varmor_path.split("*"))
+
+
+def whole_segments_agree(expected: str, got: str) -> bool:
+    """Same segments globbed: a segment expected to hold a glob is that glob or ``*``;
+    every other segment is unchanged. vArmor globs whole segments only, so this is the
+    criterion it can meet where the expected glob keeps a fixed part (``/tmp/tmp*``)."""
+    e, g = expected.split("/"), got.split("/")
+    if len(e) != len(g):
+        return False
+    pairs = zip(e, g, strict=True)
+    return all(gp in (ep, "*") if has_wildcard(ep) else gp == ep for ep, gp in pairs)
+
+
+def _segment_scores(cases: Sequence[Case], outputs: Sequence[str]) -> tuple[Counter[str], int]:
+    """Per kind, cases whose segments agree (content-addressed names left out, as in
+    ``evaluate``); and the total."""
+    ok: Counter[str] = Counter()
+    for c, got in zip(cases, outputs, strict=True):
+        if c.kind != "stable-content-addressed" and whole_segments_agree(c.expected, got):
+            ok[c.kind] += 1
+    return ok, sum(ok.values())
+
+
+def _pct(ok: int, n: int) -> str:
+    return f"{ok / n:.2%}" if n else "-"
+
+
+def compare_stringlifier(
+    python: str | None,
+    cases: Sequence[Case],
+    load_s: float,
+    seed: int,
+    sample_size: int,
+) -> None:
+    """Side by side on the same cases: armorflow, and stringlifier as vArmor uses it."""
+    if python == "off":
+        print("stringlifier: skipped (--stringlifier off)")
+        return
+    if python is None:
+        if not _DEFAULT_STRINGLIFIER.exists():
+            print(f"stringlifier: not run, no side venv at"
+                  f" {_DEFAULT_STRINGLIFIER.relative_to(_REPO)}; set it up with"
+                  " `make stringlifier` (torch + stringlifier, ~1 GiB) or pass"
+                  " --stringlifier PYTHON")
+            return
+        python = str(_DEFAULT_STRINGLIFIER)
+
+    sample = stratified_sample(cases, sample_size, seed)
+    paths = [c.path for c in sample]
+
+    # armorflow: a fresh model and classifier (the model keeps word-score and lexicon
+    # caches, warm from the runs above) over the same sample.
+    clf = PathClassifier(SpanModel.load(DEFAULT_MODEL_PATH))
+    t0 = clock()
+    ours = [clf.collapse(p) for p in paths]
+    ours_s = clock() - t0
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # -I: neither the working directory nor PYTHONPATH on the side venv's sys.path.
+    try:
+        proc = subprocess.run([python, "-I", str(_DRIVER), "--json"], input=json.dumps(paths),
+                              capture_output=True, text=True, env=env, check=False)
+    except OSError as e:
+        print(f"stringlifier: cannot run {python}: {e}; `make stringlifier` makes the side venv")
+        return
+    if proc.returncode != 0:
+        print(f"stringlifier: driver failed (exit {proc.returncode}) with {python}:")
+        print("\n".join(proc.stderr.strip().splitlines()[-10:]))
+        return
+    got = json.loads(proc.stdout)
+    raw: list[str] = got["collapsed"]
+    if len(raw) != len(paths):
+        print(f"stringlifier: driver answered {len(raw)} paths for {len(paths)}")
+        return
+    theirs = [as_apparmor_pattern(r) for r in raw]
+
+    agent = [as_apparmor_pattern(r) for r in got["agent"]]
+
+    columns = [("armorflow", ours), ("stringlifier: service", theirs),
+               ("vArmor agent + service", agent)]
+    reports = [evaluate(sample, _replay(out), keep_misses=12) for _, out in columns]
+    segments = [_segment_scores(sample, out) for _, out in columns]
+    scope = (f"all {len(sample)} cases" if len(sample) == len(cases) else
+             f"{len(sample)} of {len(cases)} cases, stratified by kind"
+             f" (--stringlifier-sample {sample_size})")
+    print(f"\nside by side on {scope}; stringlifier (torch {got['torch']},"
+          f" {got['threads']} thread) as vArmor's classifier service applies it, and as its"
+          " agent uses it (own prefix rules first, the service for the rest:"
+          f" {got['sent']} of {len(paths)} paths sent); bench/stringlifier_driver.py."
+          " One thread, process CPU time. exact: the expected glob; segments: the same"
+          " segments globbed, a whole-segment * accepted")
+    n = len(paths)
+    rows: list[tuple[str, list[str | tuple[str, str]]]] = [
+        ("model load", [f"{load_s * 1000:.0f} ms",
+                        f"{got['load_s'] * 1000:.0f} ms +{got['import_s'] * 1000:.0f} ms import",
+                        "as the service"]),
+        ("paths/s (no cache)", [f"{n / ours_s:,.0f}", f"{n / got['cpu_s']:,.0f}",
+                                f"{n / (got['cpu_s'] * got['sent'] / n):,.0f}"
+                                if got["sent"] else "-"]),
+        ("all kinds", [(_pct(r.exact, r.total), _pct(seg_total, r.total))
+                       for r, (_, seg_total) in zip(reports, segments, strict=True)]),
+        ("stable package paths changed",
+         [f"{r.stable_changed}/{r.stable_total} = {_pct(r.stable_changed, r.stable_total)}"
+          for r in reports]),
+        ("content-addressed collapsed",
+         [f"{r.content_addressed_changed}/{r.content_addressed_total}" for r in reports]),
+    ]
+    for kind in sorted(reports[0].by_kind):
+        total = reports[0].by_kind[kind]
+        rows.append((f"  {kind} ({total})",
+                     [(_pct(r.exact_by_kind[kind], total), _pct(seg[kind], total))
+                      for r, (seg, _) in zip(reports, segments, strict=True)]))
+
+    def cell(v: str | tuple[str, str]) -> str:
+        return f"{v[0]:>9s} {v[1]:>9s}" if isinstance(v, tuple) else f"{v:>19s}"
+
+    print(f"{'':30s}" + "".join(f"   {name:>19s}" for name, _ in columns))
+    print(f"{'':30s}" + f"   {'exact':>9s} {'segments':>9s}" * len(columns))
+    for name, cells in rows:
+        print(f"{name:30s}" + "".join(f"   {cell(v)}" for v in cells))
+    for kind, path, miss in reports[1].misses:
+        print(f"  stringlifier service miss [{kind}] {path!r} -> {miss!r}")
 
 
 if __name__ == "__main__":
