@@ -7,14 +7,19 @@ agents send them, into a fresh embedded broker; then measures:
   orjson (what any Python consumer must pay);
 * the pipeline: one ``armorflow pipeline`` worker process, from "Worker ready" until its
   status reports every event counted;
-* the ratio pipeline / floor, and the worker's peak RSS (VmHWM) for N and 10 x N.
+* the ratio pipeline / floor, and the worker's peak RSS (VmHWM) for N and 10 x N;
+* whether the broker honours the consumer's fetch size limits: one plain aiokafka fetch
+  with a 1 MiB limit per request and per partition. A broker that ignores them sends a
+  partition's whole backlog in one response, and every Kafka client then holds that
+  backlog in memory, so the worker's peak RSS grows with N whatever it does itself.
 
-Usage: python bench/pipeline_throughput.py [--events N] [--profiles P]
+Usage: python bench/pipeline_throughput.py [--events N] [--profiles P] [--broker noida|tansu]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
 import shutil
@@ -27,6 +32,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiokafka
 import orjson
 from confluent_kafka import Consumer, KafkaError
 
@@ -80,6 +86,29 @@ def load(broker: EmbeddedBroker, n: int, profiles: list[str]) -> int:
     producer.publish_many(events)
     producer.flush(120)
     return producer.sent_messages
+
+
+def fetch_probe(broker: EmbeddedBroker) -> float:
+    """MiB returned by one fetch that asks for at most 1 MiB (request and partition)."""
+    limit = 1024 * 1024
+
+    async def first_fetch() -> int:
+        consumer = aiokafka.AIOKafkaConsumer(
+            *EVENT_TOPICS, bootstrap_servers=broker.bootstrap_servers, group_id=None,
+            auto_offset_reset="earliest", enable_auto_commit=False,
+            max_partition_fetch_bytes=limit, fetch_max_bytes=limit,
+        )
+        await consumer.start()
+        try:
+            for _ in range(20):
+                batch = await consumer.getmany(timeout_ms=1000)
+                if batch:
+                    return sum(len(m.value or b"") for msgs in batch.values() for m in msgs)
+            return 0
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(first_fetch()) / limit
 
 
 def floor(broker: EmbeddedBroker, expect: int) -> tuple[float, float]:
@@ -173,14 +202,17 @@ def pipeline(
             "seconds": elapsed, "startup_s": startup, "peak_rss_mb": rss_kb / 1024}
 
 
-def run(n: int, n_profiles: int, workdir: Path, classify: bool) -> dict[str, float]:
+def run(
+    n: int, n_profiles: int, workdir: Path, classify: bool, impl: str
+) -> dict[str, float]:
     profiles = [f"bench-{i}" for i in range(n_profiles)]
-    with EmbeddedBroker(impl="noida") as broker:
+    with EmbeddedBroker(impl=impl) as broker:
         messages = load(broker, n, profiles)
+        fetched_mib = fetch_probe(broker)
         floor_eps, floor_mps = floor(broker, n)
         result = pipeline(broker, n, messages, workdir, classify)
     result |= {"floor_events_per_s": floor_eps, "floor_messages_per_s": floor_mps,
-               "messages": messages, "events": n}
+               "messages": messages, "events": n, "fetched_mib": fetched_mib}
     result["ratio"] = result["events_per_s"] / floor_eps
     return result
 
@@ -189,12 +221,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="N (then 10 x N)")
     parser.add_argument("--profiles", type=int, default=8)
+    parser.add_argument("--broker", choices=("noida", "tansu"), default="noida",
+                        help="embedded broker implementation")
     parser.add_argument("--no-classify", action="store_true", help="literal paths only")
     args = parser.parse_args()
     # Kept when a run fails, so that the worker's log can be read.
     tmp = tempfile.mkdtemp(prefix="armorflow-bench-")
-    small = run(args.events, args.profiles, Path(tmp), not args.no_classify)
-    large = run(args.events * 10, args.profiles, Path(tmp), not args.no_classify)
+    small = run(args.events, args.profiles, Path(tmp), not args.no_classify, args.broker)
+    large = run(args.events * 10, args.profiles, Path(tmp), not args.no_classify, args.broker)
     shutil.rmtree(tmp, ignore_errors=True)
     for label, r in (("N", small), ("10xN", large)):
         print(f"[{label}] events={int(r['events']):,} messages={int(r['messages']):,}")
@@ -204,8 +238,10 @@ def main() -> None:
               f" {r['floor_messages_per_s']:,.0f} msg/s (confluent-kafka + orjson)")
         print(f"  ratio pipeline/floor: {r['ratio']:.2f}")
         print(f"  peak RSS of the worker: {r['peak_rss_mb']:.0f} MiB")
+        honoured = "limits honoured" if r["fetched_mib"] <= 2 else "limits ignored by the broker"
+        print(f"  one fetch limited to 1 MiB returned {r['fetched_mib']:,.1f} MiB ({honoured})")
     growth = large["peak_rss_mb"] / small["peak_rss_mb"] - 1
-    print(f"peak RSS growth from N to 10xN: {growth * 100:+.1f}%")
+    print(f"broker: {args.broker}; peak RSS growth from N to 10xN: {growth * 100:+.1f}%")
 
 
 if __name__ == "__main__":
