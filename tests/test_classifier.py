@@ -167,6 +167,13 @@ def test_template_does_not_spread_to_stable_names(clf: PathClassifier) -> None:
     assert memo.match("kinesisanalytics2") is None
     assert memo.match("ndr950-25-mc-nl-x") is None  # short dashed pieces
     assert memo.match("Qw7-Zx9Lm2Np4Rt8v") == (0, 17)
+    # A whole-name shape does not take a name that starts with a word: the word is the
+    # fixed part of another generator's template (mktemp ``patchlistXXXXXXXXX``).
+    memo.learn("UzzBXDGLuQaD8xwxx1", 0, 18)
+    memo.learn("f2hJ6JcCJ6NrebUrWq", 0, 18)
+    assert memo.match("patchlistZL2fkDJAE") is None
+    assert memo.match("Rk8vQzT3wLp0XcY7nM") == (0, 18)
+    assert clf.collapse("/tmp/patchlistZL2fkDJAE") != "/tmp/*"
 
 
 def test_template_memo_stays_bounded_and_keeps_confirmed_shapes(clf: PathClassifier) -> None:

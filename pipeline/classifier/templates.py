@@ -183,19 +183,28 @@ class TemplateMemo:
             not shape.alphabet.fullmatch(middle)
             or shape.related(middle)
             or (i == 0 and j == n and _dashed_pieces(middle))
-            or not self._plausibly_random(middle)
+            or not self._plausibly_random(middle, bare_start=i == 0)
         ):
             return None
         self.hits += 1
         return i, j
 
-    def _plausibly_random(self, middle: str) -> bool:
+    def _plausibly_random(self, middle: str, *, bare_start: bool = False) -> bool:
         is_word = self._is_word
         for m in _LETTERS.finditer(middle):
             run = m.group()
             if len(run) < _MIN_WORD:
                 continue
-            if is_word(run.lower()):
+            low = run.lower()
+            if is_word(low):
+                return False
+            # A shape with no fixed prefix, and a name that starts with a known word: the
+            # word is a fixed part the confirming names did not have (``patchlist`` +
+            # ``ZL2fkDJAE`` against a shape learned from ``UzzBXDGLuQaD8xwxx``), and only
+            # the span search finds where it ends.
+            if bare_start and m.start() == 0 and any(
+                is_word(low[:k]) for k in range(len(low) - 1, _MIN_WORD - 1, -1)
+            ):
                 return False
             # Known words glued together (``ntconsole``) are a stable name, not noise.
             if len(run) >= _MIN_CHECKED_RUN and self._word_cover(run) >= _MAX_COVER:

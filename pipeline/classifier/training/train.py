@@ -124,7 +124,7 @@ def _span_rows(
 
 #: A stable name turned into a glob widens a profile; a missed random name only costs an
 #: extra rule. The threshold search counts a stable segment this many times.
-STABLE_WEIGHT = 8.0
+STABLE_WEIGHT = 12.0
 
 
 def _pick_threshold(scores: list[float], ys: list[int], groups: list[int]) -> float:
