@@ -164,6 +164,23 @@ def test_file_permissions_and_resolved_paths(tracer: Tracer, tmp_path: Path) -> 
     assert owners[f"{work}/nobody.txt"] is False
 
 
+def test_long_names_are_each_reported_once(tracer: Tracer, tmp_path: Path) -> None:
+    # Names past 256 bytes are recognised by the opened file, not by a hash of the name:
+    # two files whose names share the first 300 bytes are both reported, each only once
+    # however often it is opened.
+    deep = tmp_path / "/".join(["d" * 60] * 5)
+    deep.mkdir(parents=True)
+    first, second = deep / "first.txt", deep / "second.txt"
+    first.write_text("1\n")
+    second.write_text("2\n")
+    assert len(str(first)) > 300
+    script = f"for i in 1 2 3 4 5; do cat {first} {second} >/dev/null; done"
+    events, box = run_traced(tracer, ["sh", "-c", script], "demo-long-names")
+    assert box.poll() == 0
+    reads = [e["path"] for e in of_kind(events, "file") if e["path"].startswith(str(deep))]
+    assert sorted(reads) == [str(first), str(second)]
+
+
 def test_network_signal_mount_and_ptrace(tracer: Tracer) -> None:
     script = (
         "python3 -c 'import socket; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)'; "

@@ -47,6 +47,12 @@ RAW_TRACEPOINT_PROBE(sys_exit) {
     struct task_memo *memo = current_memo();
     if (!memo || !memo->target)
         return 0;
+    // The memo knows which syscall ends when its entry ran on this CPU for this task:
+    // then only opens need the saved registers read. Otherwise (the task migrated, or
+    // another task took the memo) files_on_exit reads the number from the registers.
+    int known = memo->in_syscall;
     memo->in_syscall = 0;
+    if (known && !is_open_syscall(memo->nr))
+        return 0;
     return files_on_exit(memo, (void *)ctx->args[0], (long)ctx->args[1]);
 }

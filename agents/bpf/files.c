@@ -20,7 +20,7 @@
 #define FLAG_PATH 010000000
 #define AT_FDCWD_VALUE -100
 
-#define NAME_WORDS 512  // the hashed name is at most 4096 bytes
+#define HASHED_NAME 256  // longer names are recognised by the opened file's identity
 
 // Registers saved at syscall entry, from dx to orig_ax (one read; order as in pt_regs).
 struct saved_args {
@@ -30,16 +30,45 @@ struct saved_args {
     u64 orig_ax;
 };
 
-struct name_key {
-    u32 target;
-    u32 perms;
-    u64 hash;
-};
+// Opens already reported: a two-way set-associative cache of 64-bit fingerprints of
+// (target, perms, name). This runs on every successful open of a target, and an array
+// lookup is inlined by the verifier where an LRU hash map costs a helper call, a jhash
+// and an LRU list update. A third name in the same set evicts the older of two, which is
+// then reported once more: harmless, the model's union is idempotent.
+#define SEEN_WAYS 2
+BPF_ARRAY(seen_names, u64, SEEN_FILES);
 
-BPF_TABLE("lru_hash", struct name_key, u8, seen_names, SEEN_FILES);
+static __always_inline int is_open_syscall(s32 nr) {
+    return nr == SYSNR_OPENAT || nr == SYSNR_OPEN || nr == SYSNR_CREAT || nr == SYSNR_OPENAT2;
+}
 
-// AppArmor's mapping of open flags to requested permissions: O_APPEND turns write into
-// append, O_TRUNC and O_CREAT need write.
+// The set's first slot for a fingerprint (SEEN_FILES is a power of two).
+static __always_inline u32 seen_set(u64 fingerprint) {
+    return (u32)(fingerprint >> 32) & (SEEN_FILES - SEEN_WAYS);
+}
+
+static __always_inline int seen_before(u64 fingerprint, u32 slot) {
+    u64 *first = seen_names.lookup(&slot);
+    if (!first)
+        return 0;
+    if (*first == fingerprint)
+        return 1;
+    slot += 1;
+    u64 *second = seen_names.lookup(&slot);
+    return second && *second == fingerprint;
+}
+
+// Most recent first: the set's first slot moves to the second.
+static __always_inline void remember(u64 fingerprint, u32 slot) {
+    u64 *first = seen_names.lookup(&slot);
+    slot += 1;
+    u64 *second = seen_names.lookup(&slot);
+    if (!first || !second)
+        return;
+    *second = *first;
+    *first = fingerprint;
+}
+
 static __always_inline u32 open_perms(u64 flags) {
     if (flags & FLAG_PATH)
         return 0;
@@ -54,10 +83,14 @@ static __always_inline u32 open_perms(u64 flags) {
     return perms;
 }
 
-// FNV-1a over 64-bit words of the name in the scratch buffer (bytes past the end masked).
+// FNV-1a over the 64-bit words of a name of at most HASHED_NAME bytes in the scratch
+// buffer (bytes past the end masked). The verifier walks this loop once for every possible
+// length, and everything after it once per length again: over all 4096 bytes of PATH_MAX
+// that came to 97% of its one-million-instruction budget, so that the smallest addition
+// failed to load. Longer names are recognised by the opened file instead (files_on_exit).
 static __always_inline u64 name_hash(struct event *e, u32 len) {
     u64 hash = 0xcbf29ce484222325ULL;
-    for (u32 i = 0; i < NAME_WORDS; i++) {
+    for (u32 i = 0; i < HASHED_NAME / 8; i++) {
         u32 at = i * 8;
         if (at >= len)
             break;
@@ -128,21 +161,37 @@ static __always_inline int files_on_exit(struct task_memo *memo, void *pt_regs, 
     long len = bpf_probe_read_user_str(&e->data[0], POS_MASK + 1, name);
     if (len <= 0)
         return 0;
-    struct name_key key = {.target = target, .perms = perms};
-    key.hash = name_hash(e, (u32)len);
-    if (e->data[0] != '/')
-        key.hash ^= base_directory(dfd) * 0x9e3779b97f4a7c15ULL;
-    if (seen_names.lookup(&key))
+    void *file = NULL;
+    u64 fingerprint;
+    if (len <= HASHED_NAME) {
+        // The common case, and cheap: the name as passed (plus the directory it is
+        // relative to), before the descriptor is looked at.
+        fingerprint = name_hash(e, (u32)len);
+        if (e->data[0] != '/')
+            fingerprint ^= base_directory(dfd) * 0x9e3779b97f4a7c15ULL;
+    } else {
+        // A long name: the opened file's dentry, mount and name hash, as for execs.
+        file = current_fd_file(ret);
+        struct file_key key = {};
+        if (!file || !file_identity(file, target, perms, &key))
+            return 0;
+        fingerprint = (key.dentry * 0x9e3779b97f4a7c15ULL) ^ (key.mnt * 0xff51afd7ed558ccdULL)
+            ^ key.name_hash_len;
+    }
+    fingerprint ^= (((u64)target << 8) | perms) * 0xc2b2ae3d27d4eb4fULL;
+    fingerprint |= 1;  // never 0, the value of an empty slot
+    u32 slot = seen_set(fingerprint);
+    if (seen_before(fingerprint, slot))
         return 0;
-    void *file = current_fd_file(ret);
+    if (!file)
+        file = current_fd_file(ret);
     if (!file)
         return 0;
     void *dentry = read_ptr(file, OFF_FILE_PATH + OFF_PATH_DENTRY);
     void *mnt = read_ptr(file, OFF_FILE_PATH + OFF_PATH_MNT);
     if (!dentry || !mnt)
         return 0;
-    u8 one = 1;
-    seen_names.update(&key, &one);
+    remember(fingerprint, slot);
     e = event_start(EV_FILE, target);
     if (!e)
         return 0;

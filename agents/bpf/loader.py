@@ -180,6 +180,11 @@ def function_range(name: str, kallsyms: Path = KALLSYMS) -> tuple[int, int]:
 
 
 def cflags(offsets: dict[str, int], sizes: Sizes) -> list[str]:
+    for name in ("max_targets", "seen_files"):
+        value = getattr(sizes, name)
+        # Indexed by masking (files.c's seen-name sets, the target slots).
+        if value < 2 or value & (value - 1):
+            raise LoadError(f"Sizes.{name} must be a power of two, not {value}")
     flags = [f"-D{name}={value}" for name, value in sorted(offsets.items())]
     from armorflow.agents.bpf.names import capabilities
 
