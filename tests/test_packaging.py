@@ -37,6 +37,14 @@ def test_stdlib_operator_is_not_shadowed() -> None:
         cwd=REPO, capture_output=True, text=True, check=True,
     )
     assert out.stdout.split() == ["7", "armorflow.operator"]
+    # Without site, nothing has imported the standard module before the current directory
+    # is searched, so the folder is found first: it must hand the real module over.
+    bare = subprocess.run(
+        [sys.executable, "-S", "-c", "import operator, collections; "
+         "print(operator.itemgetter(0)([7]), operator.__file__.endswith('operator.py'))"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )
+    assert bare.stdout.split() == ["7", "True"]
 
 
 def _commands() -> list[tuple[str, ...]]:
