@@ -21,6 +21,7 @@ from typing import Any, cast
 import faust
 import orjson
 
+from armorflow import fetchpace
 from armorflow.config import KafkaSettings
 from armorflow.control import PHASE_COMPLETED, PHASE_MODELING, make_status
 from armorflow.model import BehaviourModel
@@ -109,6 +110,9 @@ class PipelineWorker:
 
     def _build_app(self) -> faust.App:
         cfg = self.config
+        # The consumer thread's fetch loop must not spin when a broker answers empty
+        # fetches at once (the embedded one does; see armorflow/fetchpace.py).
+        fetchpace.install()
         app = faust.App(
             cfg.app_id,
             broker=f"kafka://{cfg.settings.bootstrap_servers.replace(',', ';kafka://')}",
