@@ -8,14 +8,18 @@
 #define CAP_STACK_FRAMES 6
 
 // Reading the stack costs microseconds here, and the direct CAP_SYS_ADMIN check runs on
-// every accountable mapping a root task makes or copies at fork: inside these syscalls a CAP_SYS_ADMIN check
-// is taken for that one without reading the stack (no LSM-mediated CAP_SYS_ADMIN check is
-// made on their paths). Elsewhere (page faults growing the stack, other syscalls) the
-// stack decides.
+// every accountable mapping a root task makes or copies at fork: inside these syscalls a
+// CAP_SYS_ADMIN check is taken for that one without reading the stack (no LSM-mediated
+// CAP_SYS_ADMIN check is made on their paths). Elsewhere (page faults growing the stack,
+// other syscalls) the stack decides. The syscall in progress is the saved registers'
+// orig_ax: a syscall's number while in one; a user page fault stores its error code there
+// (small values with none of these numbers' bit patterns short of a reserved-bit fault),
+// an interrupt a negative vector. 32-bit tasks have other numbers and get the stack check.
 static __always_inline int memory_accounting_check(struct task_memo *memo, u32 cap) {
-    if (cap != CAP_SYS_ADMIN_NUMBER || !memo->in_syscall)
+    if (cap != CAP_SYS_ADMIN_NUMBER || !memo->regs || memo->compat)
         return 0;
-    s32 nr = memo->nr;
+    s64 nr = -1;
+    bpf_probe_read_kernel(&nr, sizeof(nr), (void *)memo->regs + OFF_PT_REGS_DX + 24);
     return nr == SYSNR_MMAP || nr == SYSNR_MPROTECT || nr == SYSNR_BRK || nr == SYSNR_MREMAP
         || nr == SYSNR_EXECVE || nr == SYSNR_EXECVEAT || nr == SYSNR_CLONE
         || nr == SYSNR_CLONE3 || nr == SYSNR_FORK || nr == SYSNR_VFORK;

@@ -139,8 +139,12 @@ struct task_memo {
     u64 generation;
     u32 target;
     u32 compat;
-    s32 nr;          // the target's syscall in progress (set at entry, see in_syscall)
-    u32 in_syscall;  // cleared at exit and when the memo is taken by another task
+    // The task's saved user registers (its struct pt_regs, at a fixed place on its
+    // kernel stack), set at each syscall entry of a target; 0 after every refill. A
+    // memo can outlive a migration (a task that enters a syscall on one CPU and wakes up
+    // on another, idle one finds its own memo there, from long ago), so what the task is
+    // doing now is read from these registers, never remembered here.
+    u64 regs;
 };
 BPF_PERCPU_ARRAY(task_memos, struct task_memo, 1);
 BPF_ARRAY(generation, u64, 1);
@@ -171,8 +175,8 @@ static __always_inline struct task_memo *current_memo(void) {
     bpf_probe_read_kernel(&status, sizeof(status), (void *)task + OFF_TASK_TI_STATUS);
     memo->target = task_target((void *)task, bpf_get_current_pid_tgid() >> 32);
     memo->compat = status & TS_COMPAT_BIT;
-    if (memo->task != task)
-        memo->in_syscall = 0;  // same task with a new generation: still in its syscall
+    // A new generation may mean a new task at a freed one's address, with another stack.
+    memo->regs = 0;
     memo->task = task;
     memo->generation = gen;
     return memo;

@@ -18,8 +18,7 @@ RAW_TRACEPOINT_PROBE(sys_enter) {
     }
     if (!target)
         return 0;
-    memo->nr = nr;
-    memo->in_syscall = 1;
+    memo->regs = (u64)ctx->args[0];
     syscall_seen(memo, nr);
     if (memo->compat)
         return 0;  // the numbers below are x86_64 ones
@@ -46,13 +45,6 @@ RAW_TRACEPOINT_PROBE(sys_exit) {
     // TP_PROTO(struct pt_regs *regs, long ret)
     struct task_memo *memo = current_memo();
     if (!memo || !memo->target)
-        return 0;
-    // The memo knows which syscall ends when its entry ran on this CPU for this task:
-    // then only opens need the saved registers read. Otherwise (the task migrated, or
-    // another task took the memo) files_on_exit reads the number from the registers.
-    int known = memo->in_syscall;
-    memo->in_syscall = 0;
-    if (known && !is_open_syscall(memo->nr))
         return 0;
     return files_on_exit(memo, (void *)ctx->args[0], (long)ctx->args[1]);
 }

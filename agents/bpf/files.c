@@ -38,10 +38,6 @@ struct saved_args {
 #define SEEN_WAYS 2
 BPF_ARRAY(seen_names, u64, SEEN_FILES);
 
-static __always_inline int is_open_syscall(s32 nr) {
-    return nr == SYSNR_OPENAT || nr == SYSNR_OPEN || nr == SYSNR_CREAT || nr == SYSNR_OPENAT2;
-}
-
 // The set's first slot for a fingerprint (SEEN_FILES is a power of two).
 static __always_inline u32 seen_set(u64 fingerprint) {
     return (u32)(fingerprint >> 32) & (SEEN_FILES - SEEN_WAYS);
