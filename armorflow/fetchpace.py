@@ -18,6 +18,7 @@ never delayed.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -29,12 +30,17 @@ MAX_PAUSE_S: Final = 0.1
 
 _FetchRequest = Callable[[Any, Any, int, Any], Awaitable[bool]]
 _installed: dict[str, _FetchRequest] = {}
+_lock = threading.Lock()
 
 
 def install() -> None:
     """Wrap ``Fetcher._proc_fetch_request`` (idempotent; process-wide)."""
-    if "original" in _installed:
-        return
+    with _lock:
+        if "original" not in _installed:
+            _wrap()
+
+
+def _wrap() -> None:
     original: _FetchRequest = _fetcher.Fetcher._proc_fetch_request
     _installed["original"] = original
 
@@ -58,9 +64,10 @@ def install() -> None:
 
 def uninstall() -> None:
     """Restore aiokafka's own fetch (for comparisons and tests)."""
-    original = _installed.pop("original", None)
-    if original is not None:
-        _fetcher.Fetcher._proc_fetch_request = original
+    with _lock:
+        original = _installed.pop("original", None)
+        if original is not None:
+            _fetcher.Fetcher._proc_fetch_request = original
 
 
 def installed() -> bool:

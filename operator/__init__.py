@@ -9,15 +9,22 @@ that nothing imports this package as ``operator``.
 """
 
 if __name__ == "operator":  # pragma: no cover - exercised in a subprocess by the tests
-    # Only modules already loaded at start-up are used here: importlib.util, sysconfig and
-    # the like import collections, which imports operator, which is this module.
-    import os
+    # Only the import system's own modules are used: anything else (importlib.util, os)
+    # may import collections, which imports operator, which is this module.
     import sys
 
-    _path = os.path.join(os.path.dirname(os.__file__), "operator.py")
-    _stdlib = type(sys)("operator")
-    _stdlib.__file__ = _path
-    with open(_path, encoding="utf-8") as _source:
-        exec(compile(_source.read(), _path, "exec"), _stdlib.__dict__)
-    # The import system returns what sys.modules holds after this module ran.
-    sys.modules["operator"] = _stdlib
+    def _standard_operator() -> object:
+        bootstrap = sys.modules["_frozen_importlib"]
+        path_finder = sys.modules["_frozen_importlib_external"].PathFinder
+        for entry in sys.path:
+            spec = path_finder.find_spec("operator", [entry])
+            if spec is None or spec.loader is None or spec.origin in (None, __file__):
+                continue  # not found there, a namespace portion, or this very folder
+            module = bootstrap.module_from_spec(spec)
+            sys.modules["operator"] = module
+            spec.loader.exec_module(module)
+            return module
+        raise ImportError("the standard library's operator module was not found")
+
+    # The import system returns what sys.modules holds once this module has run.
+    _standard_operator()

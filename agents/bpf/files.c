@@ -20,7 +20,7 @@
 #define FLAG_PATH 010000000
 #define AT_FDCWD_VALUE -100
 
-#define HASHED_NAME 256  // longer names are recognised by the opened file's identity
+#define HASHED_NAME 256  // longer names are not deduplicated in the kernel
 
 // Registers saved at syscall entry, from dx to orig_ax (one read; order as in pt_regs).
 struct saved_args {
@@ -79,13 +79,23 @@ static __always_inline u32 open_perms(u64 flags) {
     return perms;
 }
 
-// FNV-1a over the 64-bit words of a name of at most HASHED_NAME bytes in the scratch
-// buffer (bytes past the end masked). The verifier walks this loop once for every possible
-// length, and everything after it once per length again: over all 4096 bytes of PATH_MAX
-// that came to 97% of its one-million-instruction budget, so that the smallest addition
-// failed to load. Longer names are recognised by the opened file instead (files_on_exit).
+// A 64-bit hash of a name of at most HASHED_NAME bytes in the scratch buffer (bytes past
+// the end masked), one word at a time. Each word is mixed (multiply, then fold the high
+// half down) before it enters, and the result is finalised the same way: with a plain
+// FNV step per word, a difference in a word's top byte only reaches the top of the hash,
+// and two such differences cancel (/data/06/chunk_2 and /data/08/chunk_0 collided, and
+// the second one was never reported).
+//
+// The verifier walks this loop once for every possible length, and everything after it
+// once per length again: over all 4096 bytes of PATH_MAX that came to 97% of its
+// one-million-instruction budget. Longer names are not deduplicated here (files_on_exit).
+static __always_inline u64 mix64(u64 x) {
+    x *= 0x9e3779b97f4a7c15ULL;
+    return x ^ (x >> 32);
+}
+
 static __always_inline u64 name_hash(struct event *e, u32 len) {
-    u64 hash = 0xcbf29ce484222325ULL;
+    u64 hash = len;
     for (u32 i = 0; i < HASHED_NAME / 8; i++) {
         u32 at = i * 8;
         if (at >= len)
@@ -94,9 +104,11 @@ static __always_inline u64 name_hash(struct event *e, u32 len) {
         u32 left = len - at;
         if (left < 8)
             word &= (1ULL << (left * 8)) - 1;
-        hash = (hash ^ word) * 0x100000001b3ULL;
+        hash = mix64(hash ^ mix64(word));
     }
-    return hash;
+    hash ^= hash >> 33;
+    hash *= 0xff51afd7ed558ccdULL;
+    return hash ^ (hash >> 33);
 }
 
 // Identity of the directory a relative name is resolved from.
@@ -157,37 +169,32 @@ static __always_inline int files_on_exit(struct task_memo *memo, void *pt_regs, 
     long len = bpf_probe_read_user_str(&e->data[0], POS_MASK + 1, name);
     if (len <= 0)
         return 0;
-    void *file = NULL;
-    u64 fingerprint;
+    // Names of at most HASHED_NAME bytes (nearly all) are recognised by a hash of the name
+    // as passed, plus the directory a relative one starts from. Longer ones are reported
+    // on every open (the agent's own cache drops the repeats): the opened file's dentry
+    // would not do as their identity, since renaming any directory above it changes the
+    // path AppArmor checks and not the dentry.
+    u64 fingerprint = 0;
+    u32 slot = 0;
     if (len <= HASHED_NAME) {
-        // The common case, and cheap: the name as passed (plus the directory it is
-        // relative to), before the descriptor is looked at.
         fingerprint = name_hash(e, (u32)len);
         if (e->data[0] != '/')
-            fingerprint ^= base_directory(dfd) * 0x9e3779b97f4a7c15ULL;
-    } else {
-        // A long name: the opened file's dentry, mount and name hash, as for execs.
-        file = current_fd_file(ret);
-        struct file_key key = {};
-        if (!file || !file_identity(file, target, perms, &key))
+            fingerprint ^= mix64(base_directory(dfd));
+        fingerprint ^= mix64(((u64)target << 8) | perms);
+        fingerprint |= 1;  // never 0, the value of an empty slot
+        slot = seen_set(fingerprint);
+        if (seen_before(fingerprint, slot))
             return 0;
-        fingerprint = (key.dentry * 0x9e3779b97f4a7c15ULL) ^ (key.mnt * 0xff51afd7ed558ccdULL)
-            ^ key.name_hash_len;
     }
-    fingerprint ^= (((u64)target << 8) | perms) * 0xc2b2ae3d27d4eb4fULL;
-    fingerprint |= 1;  // never 0, the value of an empty slot
-    u32 slot = seen_set(fingerprint);
-    if (seen_before(fingerprint, slot))
-        return 0;
-    if (!file)
-        file = current_fd_file(ret);
+    void *file = current_fd_file(ret);
     if (!file)
         return 0;
     void *dentry = read_ptr(file, OFF_FILE_PATH + OFF_PATH_DENTRY);
     void *mnt = read_ptr(file, OFF_FILE_PATH + OFF_PATH_MNT);
     if (!dentry || !mnt)
         return 0;
-    remember(fingerprint, slot);
+    if (fingerprint)
+        remember(fingerprint, slot);
     e = event_start(EV_FILE, target);
     if (!e)
         return 0;

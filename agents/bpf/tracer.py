@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Attributions of removed targets kept for records still in flight.
 _RETIRED_KEEP = 4096
+#: File events remembered to drop repeats the kernel does not recognise (long names).
+SEEN_OPENS_LIMIT = 65536
 
 
 @dataclass
@@ -105,6 +107,8 @@ class Tracer:
         self._next_id = 1
         self._batch: list[Event] = []
         self._stats = TracerStats()
+        #: (target, path, perms, owner) of the file events handed out, most recent last.
+        self._seen_opens: OrderedDict[tuple[int, str, str, object], None] = OrderedDict()
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC; events carry wall-clock ns.
         self._clock_offset = time.time_ns() - time.monotonic_ns()
 
@@ -245,11 +249,27 @@ class Tracer:
             log.warning("undecodable record skipped: %s", exc)
             return 0
         for event in events:
+            if event["kind"] == "file" and self._repeated_open(record.target, event):
+                self._stats.skipped["repeated open"] += 1
+                continue
             self._stats.published += 1
             if self._on_event is not None:
                 self._on_event(event)
             self._batch.append(event)
         return 0
+
+    def _repeated_open(self, target_id: int, event: Event) -> bool:
+        """True when this target already reported this (path, perms, owner). The kernel
+        recognises repeats of names up to 256 bytes; longer ones come on every open."""
+        key = (target_id, event["path"], event["perms"], event.get("owner"))
+        seen = self._seen_opens
+        if key in seen:
+            seen.move_to_end(key)
+            return True
+        seen[key] = None
+        if len(seen) > SEEN_OPENS_LIMIT:
+            seen.popitem(last=False)
+        return False
 
     def poll(self, timeout_ms: int = 100) -> list[Event]:
         """Wait up to ``timeout_ms`` for records; return the events they produced."""
