@@ -249,7 +249,11 @@ def report(args: argparse.Namespace, base: list[Run], traced: list[Run], floor: 
         f"Events over the {per_run} traced runs: {stats.observed:,} target behaviours seen "
         f"by the kernel programs, {stats.emitted:,} records sent over the ring buffer after "
         f"in-kernel deduplication, {stats.published:,} schema events published, "
-        f"{stats.drops} dropped, {sum(stats.skipped.values())} skipped. "
+        f"{stats.drops} dropped, {sum(stats.skipped.values())} skipped"
+        + (" (" + ", ".join(f"{reason}: {n}" for reason, n in sorted(stats.skipped.items()))
+           + "; a repeated open is the same path, permissions and owner opened by another "
+           "name, already reported)" if stats.skipped else "")
+        + ". "
         f"Compile + load + attach: {compile_s:.1f} s.",
         "",
         f"Per openat+close pair the tracer adds {pair_ns:.0f} ns of CPU, of which "
