@@ -30,6 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from armorflow.agents.attribution import (
     Attribution,
     Attributor,
+    ChainResolver,
     KubeResolver,
     Resolver,
     StaticResolver,
@@ -424,12 +425,29 @@ class AgentOptions:
     follow_targets_topic: bool = True
     kube: bool = False
     kubeconfig: Path | None = None
+    #: The container runtime's CRI socket (``unix:///run/containerd/containerd.sock``):
+    #: asked first for a container's pod; the API server (``kube``) after it.
+    cri_endpoint: str | None = None
     #: Attach the eBPF tracer to the targeted containers (root, BTF; cluster mode only).
     tracer: bool = False
     message_timeout_ms: int = 15_000
     retry_interval_s: float = 2.0
     spool_max_bytes: int = 1 << 30
     extra_sources: list[Source] = field(default_factory=list)
+
+
+def build_resolver(opts: AgentOptions) -> Resolver:
+    """Container id -> workload: the runtime, then the API server, as configured."""
+    resolvers: list[Resolver] = []
+    if opts.cri_endpoint:
+        from armorflow.agents.cri import CriClient, CriResolver
+
+        resolvers.append(CriResolver(CriClient(opts.cri_endpoint)))
+    if opts.kube:
+        resolvers.append(KubeResolver(kube_pod_lister(opts.node, opts.kubeconfig)))
+    if not resolvers:
+        return StaticResolver()
+    return resolvers[0] if len(resolvers) == 1 else ChainResolver(resolvers)
 
 
 def build_agent(opts: AgentOptions) -> Agent:
@@ -451,9 +469,7 @@ def build_agent(opts: AgentOptions) -> Agent:
         attributor = LocalAttributor(opts.local_profile)
     else:
         targets = TargetSet(load_targets_file(opts.targets_file) if opts.targets_file else [])
-        resolver: Resolver = (KubeResolver(kube_pod_lister(opts.node, opts.kubeconfig)) if opts.kube
-                              else StaticResolver())
-        attributor = Attributor(targets, resolver)
+        attributor = Attributor(targets, build_resolver(opts))
         if opts.follow_targets_topic:
             feed = TargetsFeed(opts.settings, opts.node)
     event_sources: list[EventSource] = []

@@ -207,6 +207,24 @@ class KubeResolver:
         return found
 
 
+class ChainResolver:
+    """Ask each resolver in turn; the first that knows the container wins.
+
+    The agent puts the container runtime first (on the node, current, no API server load)
+    and the API server after it (it also knows pods whose runtime socket is not mounted).
+    """
+
+    def __init__(self, resolvers: list[Resolver]):
+        self.resolvers = resolvers
+
+    def resolve(self, container_id: str, pod_uid: str | None = None) -> Workload | None:
+        for resolver in self.resolvers:
+            found = resolver.resolve(container_id, pod_uid)
+            if found is not None:
+                return found
+        return None
+
+
 # --- targets ---------------------------------------------------------------------------------
 
 

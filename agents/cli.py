@@ -75,6 +75,10 @@ def agent_command(
         help="Follow the operator's armorflow.targets topic.")] = True,
     kube: Annotated[bool, typer.Option(
         help="Resolve containers to pods through the Kubernetes API.")] = False,
+    cri_endpoint: Annotated[str | None, typer.Option(
+        envvar="ARMORFLOW_CRI_ENDPOINT",
+        help="Resolve containers through the runtime's CRI socket first "
+             "(e.g. unix:///run/containerd/containerd.sock).")] = None,
     tracer: Annotated[bool, typer.Option(
         help="Attach the eBPF tracer to the targeted containers (root, BTF).")] = False,
     duration: Annotated[float | None, typer.Option(
@@ -92,7 +96,7 @@ def agent_command(
         audit=audit, audit_log_paths=audit_log_paths, include_denied=include_denied,
         audit_from_start=audit_from_start, local_profile=local_profile,
         targets_file=targets_file, follow_targets_topic=targets_topic, kube=kube,
-        tracer=tracer,
+        cri_endpoint=cri_endpoint, tracer=tracer,
     )
     agent = build_agent(opts)
 

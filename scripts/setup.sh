@@ -26,6 +26,8 @@ DEB_PACKAGES=(
   gcc linux-libc-dev libc6-dev     # tracer: syscall/capability/socket numbers from the UAPI
                                    # headers; bench/agent_overhead.py compiles its workload
   chromium                         # headless rendering check of the HTML report
+  containerd runc busybox-static   # a real CRI runtime for the agent's attribution tests
+                                   # (busybox is the static binary of the test images)
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -157,7 +157,7 @@ def test_seed_values_reach_the_pods() -> None:
     container = agent_container(docs)
     # vArmor's spelling reaches the agent as its own option name
     assert container["args"] == [
-        "agent", "--kube", "--tracer",
+        "agent", "--cri-endpoint=unix:///run/containerd/containerd.sock", "--kube", "--tracer",
         "--audit-log-paths=/var/log/audit/audit.log|/var/log/kern.log"]
     assert container["resources"] == {
         "requests": {"cpu": "500m", "memory": "500Mi"}, "limits": {"cpu": "2", "memory": "2Gi"},

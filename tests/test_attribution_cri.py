@@ -1,0 +1,248 @@
+"""Attribution through the container runtime: a real containerd, pods run over CRI.
+
+The codec tests need nothing; the others start containerd (Debian's, from ``make setup``)
+with its own socket and state, run pods the way a kubelet does, and check that the agent
+names each container's pod from the runtime alone, and that the tracer, targeted through
+that, captures a real container's behaviour under its pod's name.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from armorflow.agents.agent import Agent, AgentOptions, TracerFeed, build_resolver
+from armorflow.agents.attribution import (
+    APPARMOR_OPT_OUT,
+    SECCOMP_OPT_OUT,
+    Attributor,
+    ChainResolver,
+    LabelSelector,
+    StaticResolver,
+    Target,
+    TargetSet,
+    Workload,
+    parse_proc_cgroup,
+)
+from armorflow.agents.cri import (
+    CriClient,
+    CriError,
+    CriResolver,
+    decode,
+    get_int,
+    get_map,
+    get_message,
+    get_str,
+    map_field,
+    message_field,
+    string_field,
+    varint_field,
+)
+from armorflow.agents.publish import Publisher
+from armorflow.broker import EmbeddedBroker
+from armorflow.config import KafkaSettings
+from armorflow.testing.containerd import Containerd
+
+# --- the wire codec ---------------------------------------------------------------------------
+
+
+def test_codec_round_trips_the_fields_cri_uses() -> None:
+    labels = {"app": "démo", "io.kubernetes.pod.name": "web-0", "empty": ""}
+    wire = b"".join((string_field(1, "abc"), varint_field(3, 300), varint_field(4, -5),
+                     message_field(2, string_field(1, "inner")), map_field(8, labels)))
+    fields = decode(wire)
+    assert get_str(fields, 1) == "abc"
+    assert get_int(fields, 3) == 300
+    assert get_int(fields, 4) == (1 << 64) - 5  # int64 -5 as the wire carries it
+    assert get_str(get_message(fields, 2), 1) == "inner"
+    assert get_map(fields, 8) == labels
+    # absent fields read as proto3 defaults
+    assert get_str(fields, 9) == "" and get_int(fields, 9) == 0 and get_message(fields, 9) == {}
+
+
+def test_codec_skips_fixed_width_fields_and_rejects_truncation() -> None:
+    fixed64 = bytes([2 << 3 | 1]) + b"\x00" * 8
+    fixed32 = bytes([3 << 3 | 5]) + b"\x00" * 4
+    fields = decode(fixed64 + string_field(1, "kept") + fixed32)
+    assert get_str(fields, 1) == "kept" and set(fields) == {1}
+    whole = string_field(1, "a longer value")
+    for cut in (1, 2, len(whole) - 1):
+        with pytest.raises(CriError):
+            decode(whole[:cut])
+    with pytest.raises(CriError, match="wire type"):
+        decode(bytes([1 << 3 | 3]))  # groups are not protobuf 3
+
+
+def test_an_unreachable_runtime_is_a_clear_error(tmp_path: Path) -> None:
+    with (CriClient(f"unix://{tmp_path}/nothing.sock", timeout_s=1.0) as client,
+          pytest.raises(CriError, match="ListPodSandbox")):
+        client.list_pod_sandboxes()
+
+
+def test_chain_asks_the_runtime_first_then_the_api_server() -> None:
+    runtime = StaticResolver([Workload("a" * 64, "ns", "from-runtime", "c")])
+    api = StaticResolver([Workload("a" * 64, "ns", "from-api", "c"),
+                          Workload("b" * 64, "ns", "api-only", "c")])
+    chain = ChainResolver([runtime, api])
+    assert chain.resolve("a" * 64) == runtime.resolve("a" * 64)
+    assert chain.resolve("b" * 64) == api.resolve("b" * 64)
+    assert chain.resolve("c" * 64) is None
+    opts = AgentOptions(settings=KafkaSettings("127.0.0.1:1"), state_dir=Path("/nonexistent"),
+                        cri_endpoint="unix:///nonexistent.sock")
+    assert isinstance(build_resolver(opts), CriResolver)
+
+
+# --- a real containerd ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
+    if os.geteuid() != 0:
+        pytest.fail("needs root (containerd, runc)")
+    with Containerd(tmp_path_factory.mktemp("containerd")) as daemon:
+        yield daemon
+
+
+def wait_for_pids(daemon: Containerd, container_id: str, timeout_s: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pids = daemon.container_pids(container_id)
+        if pids:
+            return pids
+        time.sleep(0.05)
+    raise AssertionError(f"container {container_id[:12]} has no process")
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_runtime_names_the_pod_of_a_running_container(containerd: Containerd) -> None:
+    pod = containerd.run_pod(
+        "web-0", "demo", labels={"app": "demo", "tier": "web"},
+        annotations={SECCOMP_OPT_OUT + "c1": "unconfined", "note": "kept"},
+    )
+    try:
+        cid = containerd.run_container(pod, "c1", ["/bin/sleep", "600"])
+        (pid,) = wait_for_pids(containerd, cid)
+        # runc's cgroup (cgroupfs driver, kubelet layout) names the container and the pod
+        identity = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())
+        assert identity is not None
+        assert (identity.container_id, identity.pod_uid) == (cid, pod.uid)
+
+        resolver = CriResolver(CriClient(containerd.endpoint))
+        workload = resolver.resolve(cid, identity.pod_uid)
+        assert workload == Workload(
+            container_id=cid, namespace="demo", pod="web-0", container="c1", pod_uid=pod.uid,
+            labels={"app": "demo", "tier": "web"},  # the kubelet's io.kubernetes.* left out
+            annotations={SECCOMP_OPT_OUT + "c1": "unconfined", "note": "kept"},
+        )
+        # the pause container is known as a sandbox: no workload and no refresh per lookup
+        refreshes = resolver.refreshes
+        assert resolver.resolve(pod.sandbox_id) is None
+        assert resolver.refreshes == refreshes
+
+        target = Target("demo-profile", selector=LabelSelector({"app": "demo"}))
+        attribution = Attributor(TargetSet([target]), resolver).for_pid(pid)
+        assert attribution is not None
+        assert (attribution.profile, attribution.pod, attribution.container) == (
+            "demo-profile", "web-0", "c1")
+        assert attribution.enforcers == {"apparmor"}  # seccomp opted out by annotation
+    finally:
+        containerd.remove_pod(pod)
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_resolver_keeps_its_view_while_the_runtime_is_away(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("needs root (containerd, runc)")
+    daemon = Containerd(tmp_path).start()
+    try:
+        pod = daemon.run_pod("api-0", "demo")
+        cid = daemon.run_container(pod, "c", ["/bin/sleep", "600"])
+        resolver = CriResolver(CriClient(daemon.endpoint, timeout_s=2.0), min_refresh_s=0.0)
+        assert resolver.resolve(cid) is not None
+        assert daemon.proc is not None
+        daemon.proc.kill()  # the runtime goes away; its containers keep running
+        daemon.proc.wait()
+        assert resolver.resolve("f" * 64) is None  # a miss: the refresh fails, counted
+        assert resolver.errors == 1
+        workload = resolver.resolve(cid)
+        assert workload is not None and workload.pod == "api-0"
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def tracer() -> Iterator[Any]:
+    from armorflow.agents.bpf.tracer import Tracer
+
+    if os.geteuid() != 0:
+        pytest.fail("needs root (eBPF)")
+    running = Tracer(node="node-cri").start()
+    yield running
+    running.stop()
+
+
+@pytest.mark.root
+@pytest.mark.broker
+@pytest.mark.slow
+def test_tracer_captures_a_containerd_container_under_its_pod(
+    containerd: Containerd, tracer: Any, noida_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    from test_attribution_tracer import profile_events
+
+    profile = f"cri-{uuid.uuid4().hex[:6]}"
+    # Each container waits for /tmp/go, so that it acts only once the tracer follows it.
+    script = ("while [ ! -e /tmp/go ]; do sleep 0.05; done; "
+              "cat /etc/hostname; id; ls /tmp >/dev/null; echo done > /tmp/finished")
+    pod = containerd.run_pod(
+        "demo-4-abc", "default", labels={"app": "demo-4"},
+        annotations={APPARMOR_OPT_OUT + "quiet": "unconfined",
+                     SECCOMP_OPT_OUT + "quiet": "unconfined"},
+    )
+    other = containerd.run_pod("elsewhere-0", "default", labels={"app": "other"})
+    try:
+        ids = {name: containerd.run_container(p, name, ["/bin/sh", "-c", script])
+               for p, name in ((pod, "app"), (pod, "quiet"), (other, "stranger"))}
+        pids = {name: wait_for_pids(containerd, cid)[0] for name, cid in ids.items()}
+        target = Target(profile, selector=LabelSelector({"app": "demo-4"}))
+        attributor = Attributor(TargetSet([target]),
+                                CriResolver(CriClient(containerd.endpoint)))
+        feed = TracerFeed(tracer, attributor, "node-cri", owns_tracer=False)
+        agent = Agent(node="node-cri", publisher=Publisher(noida_broker.settings(),
+                                                           tmp_path / "spool"),
+                      sources=[], attributor=attributor, event_sources=[feed])
+        agent.step(0.1)
+        # only "app" is targeted: "quiet" opted out of both enforcers, "stranger" unmatched
+        assert feed.stats()["containers"] == 1, attributor.counters
+        for pid in pids.values():
+            Path(f"/proc/{pid}/root/tmp/go").touch()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(
+                Path(f"/proc/{pid}/root/tmp/finished").exists() for pid in pids.values()):
+            agent.step(0.2)
+        for _ in range(10):
+            agent.step(0.2)
+        agent.close()
+    finally:
+        containerd.remove_pod(pod)
+        containerd.remove_pod(other)
+
+    events = profile_events(noida_broker.settings(), profile)
+    assert events, agent.stats()
+    assert {(e["pod"], e["namespace"], e["container"], e["container_id"]) for e in events} == {
+        ("demo-4-abc", "default", "app", ids["app"])}
+    # busybox applets are one binary: the kernel execs /bin/busybox, as AppArmor sees it
+    assert {e["path"] for e in events if e["kind"] == "exec"} >= {"/bin/busybox"}
+    # paths are the container's own, not the host's view of its root file system
+    reads = {e["path"] for e in events if e["kind"] == "file" and "r" in e["perms"]}
+    assert "/etc/hostname" in reads, reads
+    assert any(e["kind"] == "file" and e["path"] == "/tmp/finished" and "w" in e["perms"]
+               for e in events)
+    assert {"openat", "execve"} <= {e["name"] for e in events if e["kind"] == "syscall"}
