@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 
 APPARMOR_OPT_OUT: Final = "container.apparmor.security.beta.varmor.org/"
 SECCOMP_OPT_OUT: Final = "container.seccomp.security.beta.varmor.org/"
-#: The label vArmor's webhook requires on target workloads.
-ENABLE_LABEL: Final = "sandbox.varmor.org/enable"
 ENFORCERS: Final = frozenset({"apparmor", "seccomp"})
 TARGET_SCHEMA_VERSION: Final = 1
 

@@ -1,10 +1,13 @@
 """Syscall number <-> name tables for x86_64 and i386, read from the machine at first use.
 
-Nothing here is typed by hand: the tables come from the kernel UAPI headers that
-linux-libc-dev installs (``asm/unistd_64.h`` and ``asm/unistd_32.h``), or, when those are
-missing, from ``ausyscall --dump`` (auditd). Numbers newer than the installed headers
-(the running kernel may be newer than the userspace headers) resolve to ``None``; callers
-count and log them rather than invent a name.
+The tables come from the kernel UAPI headers that linux-libc-dev installs
+(``asm/unistd_64.h`` and ``asm/unistd_32.h``), or, when those are missing, from
+``ausyscall --dump`` (auditd). The running kernel is often newer than the userspace
+headers (here: 6.1 headers, a 6.18 kernel), so syscalls added since 6.2 fill the gaps from
+:data:`NEWER_SYSCALLS`, and never override the machine's own table. A test checks each
+entry the running kernel has against it (each syscall's tracepoint reports its number).
+Numbers known to neither resolve to ``None``; callers count and log them rather than
+invent a name.
 """
 
 from __future__ import annotations
@@ -38,6 +41,35 @@ _ARCH_ALIASES: Final = {
 
 _DEFINE = re.compile(rb"^#define\s+__NR_(\w+)\s+(\d+)\s*$", re.MULTILINE)
 _DUMP_LINE = re.compile(r"^(\d+)\s+(\w+)\s*$", re.MULTILINE)
+
+
+#: Syscalls newer than Debian 12's headers (kernel 6.1), by release. Since 5.1 (424) new
+#: syscalls get one number on every architecture; the x86-only ones are listed apart.
+NEWER_SYSCALLS: Final[dict[str, dict[int, str]]] = {
+    "common": {
+        451: "cachestat",          # 6.5
+        452: "fchmodat2",          # 6.6
+        454: "futex_wake",         # 6.7
+        455: "futex_wait",
+        456: "futex_requeue",
+        457: "statmount",          # 6.8
+        458: "listmount",
+        459: "lsm_get_self_attr",
+        460: "lsm_set_self_attr",
+        461: "lsm_list_modules",
+        462: "mseal",              # 6.10
+        463: "setxattrat",         # 6.13
+        464: "getxattrat",
+        465: "listxattrat",
+        466: "removexattrat",
+        467: "open_tree_attr",     # 6.15
+        468: "file_getattr",       # 6.17
+        469: "file_setattr",
+    },
+    # 64-bit only: shadow stacks (6.6) and the uprobe trampolines' syscalls (6.11, 6.16).
+    "x86_64": {453: "map_shadow_stack", 335: "uretprobe", 336: "uprobe"},
+    "i386": {},
+}
 
 
 class SyscallTableError(RuntimeError):
@@ -84,6 +116,10 @@ def table(arch: str = "x86_64") -> dict[int, str]:
         raise SyscallTableError(
             f"no {key} syscall table: install linux-libc-dev (asm/{_HEADER_FILES[key]}) or auditd"
         )
+    known = set(found.values())
+    for number, name in (NEWER_SYSCALLS["common"] | NEWER_SYSCALLS[key]).items():
+        if number not in found and name not in known:
+            found[number] = name
     return found
 
 
