@@ -27,7 +27,7 @@ COLLAPSE_EXAMPLES = 3
 
 #: Behaviours a model remembers having folded, per kind, before it starts over: bounds
 #: the cache's memory (a few MB) while keeping a busy workload's repeats to one lookup.
-SEEN_LIMIT = 32_768
+SEEN_LIMIT = 4_096
 
 FileKey = tuple[str, str, bool]  # (path pattern, old_path pattern or "", owner)
 NetworkKey = tuple[str, str, int]  # (family, sock_type, protocol)

@@ -11,9 +11,14 @@ agents send them, into a fresh embedded broker; then measures:
 * whether the broker honours the consumer's fetch size limits: one plain aiokafka fetch
   with a 1 MiB limit per request and per partition. A broker that ignores them sends a
   partition's whole backlog in one response, and every Kafka client then holds that
-  backlog in memory, so the worker's peak RSS grows with N whatever it does itself.
+  backlog in memory, so the worker's peak RSS grows with N whatever it does itself;
+* the worker's peak RSS when the events stream in while it runs (N, then 10 x N, produced
+  at ``--stream-rate`` events/s, below the worker's throughput), as agents send them in
+  a cluster. The broker then never holds a backlog to answer with, so this measures the
+  worker's own memory whatever the broker does with fetch limits.
 
 Usage: python bench/pipeline_throughput.py [--events N] [--profiles P] [--broker noida|tansu]
+                                          [--stream-rate EVENTS_PER_S]
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiokafka
@@ -76,16 +82,33 @@ def make_events(n: int, profiles: list[str], t0: int, seed: int = 1) -> Iterator
             yield make_event("network", **base, family="inet", sock_type="stream", protocol=6)
 
 
-def load(broker: EmbeddedBroker, n: int, profiles: list[str]) -> int:
+def paced(events: Iterator[Event], rate: float) -> Iterator[Event]:
+    """``events`` at no more than ``rate`` per second (checked every 1,000)."""
+    start = time.perf_counter()
+    for i, event in enumerate(events):
+        if i % 1000 == 0:
+            ahead = i / rate - (time.perf_counter() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+        yield event
+
+
+def load(broker: EmbeddedBroker, n: int, profiles: list[str], rate: float | None = None,
+         with_starts: bool = True) -> int:
     producer = EventProducer(broker.settings(), batch_size=500)
     t0 = time.time_ns()
     events = make_events(n, profiles, t0)
+    if with_starts:
+        start_windows(producer, profiles, t0)
+    producer.publish_many(paced(events, rate) if rate else events)
+    producer.flush(120)
+    return producer.sent_messages
+
+
+def start_windows(producer: EventProducer, profiles: list[str], t0: int) -> None:
     for p in profiles:
         c = make_control("start", p, duration_s=3600, start_ts=t0 - 1)
         producer.produce_raw(CONTROL_TOPIC, p, c.encode())
-    producer.publish_many(events)
-    producer.flush(120)
-    return producer.sent_messages
 
 
 def fetch_probe(broker: EmbeddedBroker) -> float:
@@ -151,8 +174,11 @@ def counted(broker: EmbeddedBroker, app_id: str, group: str, consumer: Consumer)
 
 
 def pipeline(
-    broker: EmbeddedBroker, expect: int, messages: int, workdir: Path, classify: bool
+    broker: EmbeddedBroker, expect: int, messages: int, workdir: Path, classify: bool,
+    feed: Callable[[], object] | None = None,
 ) -> dict[str, float]:
+    """Run one worker until its status counts ``expect`` events; ``feed``, when given,
+    produces the events in a thread once the worker is ready."""
     app_id = f"bench-{time.time_ns()}"
     log_path = workdir / f"{app_id}.log"
     with log_path.open("wb") as log:
@@ -175,6 +201,9 @@ def pipeline(
                 raise RuntimeError(f"worker died, log: {log_path}")
             status.consume(10, timeout=0.1)
         ready = time.perf_counter()
+        feeder = threading.Thread(target=feed, daemon=True) if feed else None
+        if feeder is not None:
+            feeder.start()
         # Timed like the floor, from the first events through: the first status that
         # counts any (statuses come every 0.5 s) starts the clock, and what it counted
         # is left out. Joining the group and recovering tables is reported apart.
@@ -220,6 +249,22 @@ def run(
     return result
 
 
+def run_streamed(
+    n: int, n_profiles: int, workdir: Path, classify: bool, impl: str, rate: float
+) -> dict[str, float]:
+    """The worker's peak RSS while ``n`` events stream in at ``rate`` events/s."""
+    profiles = [f"bench-{i}" for i in range(n_profiles)]
+    with EmbeddedBroker(impl=impl) as broker:
+        producer = EventProducer(broker.settings())
+        start_windows(producer, profiles, time.time_ns() - 10**9)
+        producer.flush(30)
+
+        def feed() -> None:
+            load(broker, n, profiles, rate=rate, with_starts=False)
+
+        return pipeline(broker, n, 0, workdir, classify, feed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="N (then 10 x N)")
@@ -227,6 +272,8 @@ def main() -> None:
     parser.add_argument("--broker", choices=("noida", "tansu"), default="noida",
                         help="embedded broker implementation")
     parser.add_argument("--no-classify", action="store_true", help="literal paths only")
+    parser.add_argument("--stream-rate", type=float, default=100_000,
+                        help="events/s of the streamed RSS runs (0: skip them)")
     args = parser.parse_args()
     # Kept when a run fails, so that the worker's log can be read.
     tmp = tempfile.mkdtemp(prefix="armorflow-bench-")
@@ -244,7 +291,20 @@ def main() -> None:
         honoured = "limits honoured" if r["fetched_mib"] <= 2 else "limits ignored by the broker"
         print(f"  one fetch limited to 1 MiB returned {r['fetched_mib']:,.1f} MiB ({honoured})")
     growth = large["peak_rss_mb"] / small["peak_rss_mb"] - 1
-    print(f"broker: {args.broker}; peak RSS growth from N to 10xN: {growth * 100:+.1f}%")
+    print(f"broker: {args.broker}; peak RSS growth from N to 10xN (backlog): {growth * 100:+.1f}%")
+    if args.stream_rate:
+        tmp = tempfile.mkdtemp(prefix="armorflow-bench-")
+        streamed = [run_streamed(n, args.profiles, Path(tmp), not args.no_classify,
+                                 args.broker, args.stream_rate)
+                    for n in (args.events, args.events * 10)]
+        shutil.rmtree(tmp, ignore_errors=True)
+        for label, n, r in (("N", args.events, streamed[0]),
+                            ("10xN", args.events * 10, streamed[1])):
+            print(f"[streamed {label}] events={n:,} at {args.stream_rate:,.0f} events/s:"
+                  f" worker peak RSS {r['peak_rss_mb']:.0f} MiB"
+                  f" (kept up: {r['events_per_s']:,.0f} events/s)")
+        growth = streamed[1]["peak_rss_mb"] / streamed[0]["peak_rss_mb"] - 1
+        print(f"peak RSS growth from N to 10xN (streamed): {growth * 100:+.1f}%")
 
 
 if __name__ == "__main__":

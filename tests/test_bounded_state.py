@@ -55,3 +55,23 @@ def test_a_flood_of_temp_files_stays_a_few_entries() -> None:
     # ...and what the worker would store is as small.
     rows = dict(ModelRows().changed_rows("p", model, model.drain_dirty()))
     assert sum(len(v) for v in rows.values()) < 64 * 1024
+
+
+def test_the_classifier_memo_is_bounded_and_carries_recurring_names() -> None:
+    """Each random name is new, so a memo keyed by name would grow with the events; the
+    two-generation memo stays bounded and keeps names that keep coming back."""
+    from armorflow.pipeline.classifier import classifier as module
+
+    fresh = module.PathClassifier(module.load_default().model)
+    generation = module._SEGMENT_CACHE_GENERATION
+    names = tempfile._get_candidate_names()  # type: ignore[attr-defined]
+    stable = [f"/usr/lib/python3/dist-packages/mod{i}/__init__.py" for i in range(100)]
+    for i in range(3 * generation):
+        fresh.collapse(f"/tmp/tmp{next(names)}")
+        if i % 100 == 0:
+            for path in stable:
+                assert fresh.collapse(path) == path
+    assert len(fresh._cache) <= generation and len(fresh._old_cache) <= generation
+    # the library names recurred in every generation: all are still memoised
+    assert all(f"mod{i}" in fresh._cache for i in range(100))
+    assert fresh.collapse(f"/tmp/tmp{next(names)}") == "/tmp/tmp*"

@@ -17,8 +17,11 @@ from armorflow.pipeline.classifier.model import DEFAULT_MODEL_PATH, SpanModel
 from armorflow.pipeline.classifier.rules import layer_rule, proc_rule, segment_rule
 from armorflow.pipeline.classifier.templates import TemplateMemo
 
-#: Entries past this many make the per-segment cache start over (bounded memory).
-_SEGMENT_CACHE_MAX = 1 << 20
+#: Segments per cache generation. Two generations are kept: a full one becomes the old one
+#: and the oldest is dropped, so memory stays bounded while recurring (stable) names, found
+#: again in the old generation, are carried over. A million random temp names would
+#: otherwise each keep an entry: the worker's memory would grow with the events it sees.
+_SEGMENT_CACHE_GENERATION = 8_192
 #: First path components under which /proc and /sys conventions apply.
 _CONTEXT_ROOTS = frozenset({"proc", "sys"})
 
@@ -54,6 +57,7 @@ class PathClassifier:
         #: differs per node; the kernel paths below it are not worth listing one by one).
         self.sys_devices_glob = sys_devices_glob
         self._cache: dict[str, str] = {}
+        self._old_cache: dict[str, str] = {}
         #: Shapes of random names the model already decided (cheap cold path for the
         #: many names one generator produces; see :mod:`templates`).
         self.templates = TemplateMemo(
@@ -93,9 +97,12 @@ class PathClassifier:
     def _segment(self, seg: str) -> str:
         hit = self._cache.get(seg)
         if hit is None:
-            if len(self._cache) >= _SEGMENT_CACHE_MAX:
-                self._cache.clear()
-            hit = self._cache[seg] = self._decide(seg).result
+            if len(self._cache) >= _SEGMENT_CACHE_GENERATION:
+                self._old_cache, self._cache = self._cache, {}
+            hit = self._old_cache.get(seg)
+            if hit is None:
+                hit = self._decide(seg).result
+            self._cache[seg] = hit
         return hit
 
     # -- context conventions ---------------------------------------------------------

@@ -16,6 +16,9 @@ from armorflow.pipeline.classifier.segments import alnum_runs, atoms
 #: Characters kept as themselves by the trigram model; everything else maps to ``#``.
 _KEEP = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
 _BOS, _EOS = "^", "$"
+#: Bound on each memo below (it starts over past it): random names never recur, so a
+#: larger memo only holds memory that grows with the events seen.
+_CACHE_MAX = 8_192
 
 
 def _norm(s: str) -> str:
@@ -54,7 +57,7 @@ class Lexicon:
         hit = self._cover_cache.get(s)
         if hit is not None:
             return hit
-        if len(self._cover_cache) > 100_000:
+        if len(self._cover_cache) > _CACHE_MAX:
             self._cover_cache.clear()
         low = s.lower()
         n = len(low)
@@ -86,7 +89,7 @@ class Lexicon:
         hit = self._lm_cache.get(s)
         if hit is not None:
             return hit
-        if len(self._lm_cache) > 100_000:
+        if len(self._lm_cache) > _CACHE_MAX:
             self._lm_cache.clear()
         t = _BOS + _BOS + _norm(s) + _EOS
         tri, bi = self.trigrams, self.bigrams

@@ -35,7 +35,7 @@ DEFAULT_MODEL_PATH = Path(__file__).with_name("model.json.gz")
 #: Letter pieces of an unknown word shorter than this do not make it "known".
 _MIN_KNOWN_ATOM = 3
 #: Bound on remembered word scores (the dict starts over past it).
-_WORD_CACHE_MAX = 100_000
+_WORD_CACHE_MAX = 8_192
 
 
 @dataclass
