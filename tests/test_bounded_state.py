@@ -58,12 +58,12 @@ def test_a_flood_of_temp_files_stays_a_few_entries() -> None:
 
 
 def test_the_classifier_memo_is_bounded_and_carries_recurring_names() -> None:
-    """Each random name is new, so a memo keyed by name would grow with the events; the
-    two-generation memo stays bounded and keeps names that keep coming back."""
+    """Each random name is new, so a memo keyed by name would grow with the events: the
+    collapsed names go to a small two-generation memo, the stable ones to their own."""
     from armorflow.pipeline.classifier import classifier as module
 
     fresh = module.PathClassifier(module.load_default().model)
-    generation = module._SEGMENT_CACHE_GENERATION
+    generation = module._COLLAPSED_CACHE_GENERATION
     names = tempfile._get_candidate_names()  # type: ignore[attr-defined]
     stable = [f"/usr/lib/python3/dist-packages/mod{i}/__init__.py" for i in range(100)]
     for i in range(3 * generation):
@@ -71,7 +71,8 @@ def test_the_classifier_memo_is_bounded_and_carries_recurring_names() -> None:
         if i % 100 == 0:
             for path in stable:
                 assert fresh.collapse(path) == path
-    assert len(fresh._cache) <= generation and len(fresh._old_cache) <= generation
-    # the library names recurred in every generation: all are still memoised
+    assert len(fresh._collapsed) <= generation and len(fresh._old_collapsed) <= generation
+    # random names stay out of the memo of stable names, where the library names stay
     assert all(f"mod{i}" in fresh._cache for i in range(100))
+    assert len(fresh._cache) < 200
     assert fresh.collapse(f"/tmp/tmp{next(names)}") == "/tmp/tmp*"

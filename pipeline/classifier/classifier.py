@@ -17,11 +17,15 @@ from armorflow.pipeline.classifier.model import DEFAULT_MODEL_PATH, SpanModel
 from armorflow.pipeline.classifier.rules import layer_rule, proc_rule, segment_rule
 from armorflow.pipeline.classifier.templates import TemplateMemo
 
-#: Segments per cache generation. Two generations are kept: a full one becomes the old one
-#: and the oldest is dropped, so memory stays bounded while recurring (stable) names, found
-#: again in the old generation, are carried over. A million random temp names would
-#: otherwise each keep an entry: the worker's memory would grow with the events it sees.
-_SEGMENT_CACHE_GENERATION = 8_192
+#: Memo of segments the classifier kept as they are. They recur (library files, config
+#: names), so they are worth a large memo, and their number grows with the distinct
+#: behaviour of the workloads, not with the events. Past this many it starts over.
+_STABLE_CACHE_MAX = 1 << 18
+#: Segments per generation of the memo of collapsed segments. Those are mostly random
+#: names that never come back, so that memo stays small: two generations, a full one
+#: becoming the old one and the oldest dropped, a name found in the old one carried over.
+#: Keyed by every random temp name, one memo would grow with the events a worker sees.
+_COLLAPSED_CACHE_GENERATION = 32_768
 #: First path components under which /proc and /sys conventions apply.
 _CONTEXT_ROOTS = frozenset({"proc", "sys"})
 
@@ -56,8 +60,9 @@ class PathClassifier:
         #: Collapse everything below /sys/devices/ to ``/sys/devices/**`` (device topology
         #: differs per node; the kernel paths below it are not worth listing one by one).
         self.sys_devices_glob = sys_devices_glob
-        self._cache: dict[str, str] = {}
-        self._old_cache: dict[str, str] = {}
+        self._cache: dict[str, str] = {}  # stable segments: result is the escaped segment
+        self._collapsed: dict[str, str] = {}
+        self._old_collapsed: dict[str, str] = {}
         #: Shapes of random names the model already decided (cheap cold path for the
         #: many names one generator produces; see :mod:`templates`).
         self.templates = TemplateMemo(
@@ -97,12 +102,20 @@ class PathClassifier:
     def _segment(self, seg: str) -> str:
         hit = self._cache.get(seg)
         if hit is None:
-            if len(self._cache) >= _SEGMENT_CACHE_GENERATION:
-                self._old_cache, self._cache = self._cache, {}
-            hit = self._old_cache.get(seg)
-            if hit is None:
-                hit = self._decide(seg).result
+            hit = self._collapsed.get(seg)
+        if hit is not None:
+            return hit
+        hit = self._old_collapsed.get(seg)
+        if hit is None:
+            hit = self._decide(seg).result
+        if "*" not in hit:
+            if len(self._cache) >= _STABLE_CACHE_MAX:
+                self._cache.clear()
             self._cache[seg] = hit
+            return hit
+        if len(self._collapsed) >= _COLLAPSED_CACHE_GENERATION:
+            self._old_collapsed, self._collapsed = self._collapsed, {}
+        self._collapsed[seg] = hit
         return hit
 
     # -- context conventions ---------------------------------------------------------
