@@ -74,5 +74,6 @@ def test_the_classifier_memo_is_bounded_and_carries_recurring_names() -> None:
     assert len(fresh._collapsed) <= generation and len(fresh._old_collapsed) <= generation
     # random names stay out of the memo of stable names, where the library names stay
     assert all(f"mod{i}" in fresh._cache for i in range(100))
-    assert len(fresh._cache) < 200
+    # (plus the few random names the model misses and keeps literal: under 1% of them)
+    assert len(fresh._cache) < 100 + 3 * generation // 100
     assert fresh.collapse(f"/tmp/tmp{next(names)}") == "/tmp/tmp*"
