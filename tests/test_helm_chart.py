@@ -348,3 +348,23 @@ def test_varmor_match_label_flag_reaches_the_operator() -> None:
     assert parsed_match_label(default) == "sandbox.varmor.org/enable=true"
     # vArmor's flag comes after the default, and the later one wins
     assert parsed_match_label(operator_args(*NO_OPT_IN_SETS)) == ""
+
+
+def test_agent_asks_the_runtime_socket_the_chart_mounts() -> None:
+    def cri_args(*sets: str) -> tuple[list[str], dict[str, str]]:
+        docs = render(*sets)
+        container = agent_container(docs)
+        (ds,) = by_kind(docs, "DaemonSet")
+        volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts["containerd"] == "/run/containerd"
+        host = volumes["containerd"]["hostPath"]["path"]
+        return [a for a in container["args"] if a.startswith("--cri-endpoint")], {"host": host}
+
+    assert cri_args() == (["--cri-endpoint=unix:///run/containerd/containerd.sock"],
+                          {"host": "/run/containerd"})
+    # cri-o: its socket directory mounted where the agent looks, under its own name
+    assert cri_args("--set", "agent.containerdSocketDir=/var/run/crio",
+                    "--set", "agent.criSocket=crio.sock") == (
+        ["--cri-endpoint=unix:///run/containerd/crio.sock"], {"host": "/var/run/crio"})
+    assert cri_args("--set", "agent.criSocket=")[0] == []  # the API server only
