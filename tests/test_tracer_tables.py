@@ -192,7 +192,7 @@ def test_newer_syscall_numbers_are_the_running_kernels(tmp_path: Path) -> None:
                 [sys.executable, "-c",
                  "import ctypes, sys; ctypes.CDLL(None).syscall(int(sys.argv[1]), -1, 0, 0, 0, 0)",
                  str(nr)], check=False, timeout=10)
-            checked[name] = sorted(k.value for k in bpf["seen"])
+            checked[name] = sorted(k.value for k in bpf[b"seen"])
         finally:
             bpf.cleanup()
     assert checked == {name: [nr] for nr, name in present.items()}
