@@ -206,6 +206,22 @@ def test_long_names_are_each_reported_once(tracer: Tracer, tmp_path: Path) -> No
     assert sorted(reads) == [str(first), str(second)]
 
 
+def test_an_executable_under_a_renamed_directory_is_reported_again(
+    tracer: Tracer, tmp_path: Path
+) -> None:
+    # Renaming a directory keeps the executable's dentry but changes the path AppArmor
+    # checks: the kernel's exec identity includes the walked path, so the new path is
+    # reported, and each path only once.
+    work = tmp_path / "work"
+    work.mkdir()
+    script = (f"mkdir {work}/a && cp /usr/bin/true {work}/a/prog && {work}/a/prog && "
+              f"{work}/a/prog && mv {work}/a {work}/b && {work}/b/prog && {work}/b/prog")
+    events, box = run_traced(tracer, ["sh", "-c", script], "demo-exec-rename")
+    assert box.poll() == 0
+    execs = [e["path"] for e in of_kind(events, "exec") if e["path"].startswith(str(work))]
+    assert sorted(execs) == [f"{work}/a/prog", f"{work}/b/prog"]
+
+
 def test_network_signal_mount_and_ptrace(tracer: Tracer) -> None:
     script = (
         "python3 -c 'import socket; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)'; "

@@ -54,14 +54,15 @@ struct target_state {
     u64 caps[2];
 };
 
-// Identity of an opened or executed file: the dentry and mount plus the name's hash, so
-// a freed and reused dentry with another name is not taken for the old one.
+// Identity of an executed file: its dentry and mount, plus a hash of its walked path, so
+// that neither a freed and reused dentry nor a renamed directory above the file is taken
+// for what was seen before.
 struct file_key {
     u32 target;
     u32 perms;
     u64 dentry;
     u64 mnt;
-    u64 name_hash_len;
+    u64 path_hash;
 };
 
 struct net_key {
@@ -285,6 +286,40 @@ static __always_inline u32 put_path(struct event *e, void *dentry, void *vfsmnt)
     return e->data_len;
 }
 
+#define HASHED_NAME 256  // bytes of a name or path the kernel hashes (see name_hash)
+
+// A 64-bit hash of a name of at most HASHED_NAME bytes in the scratch buffer (bytes past
+// the end masked), one word at a time. Each word is mixed (multiply, then fold the high
+// half down) before it enters, and the result is finalised the same way: with a plain
+// FNV step per word, a difference in a word's top byte only reaches the top of the hash,
+// and two such differences cancel (/data/06/chunk_2 and /data/08/chunk_0 collided, and
+// the second one was never reported).
+//
+// The verifier walks this loop once for every possible length, and everything after it
+// once per length again: over all 4096 bytes of PATH_MAX that came to 97% of its
+// one-million-instruction budget. Longer names are not deduplicated here (files_on_exit).
+static __always_inline u64 mix64(u64 x) {
+    x *= 0x9e3779b97f4a7c15ULL;
+    return x ^ (x >> 32);
+}
+
+static __always_inline u64 name_hash(struct event *e, u32 len) {
+    u64 hash = len;
+    for (u32 i = 0; i < HASHED_NAME / 8; i++) {
+        u32 at = i * 8;
+        if (at >= len)
+            break;
+        u64 word = *(u64 *)&e->data[at & POS_MASK];
+        u32 left = len - at;
+        if (left < 8)
+            word &= (1ULL << (left * 8)) - 1;
+        hash = mix64(hash ^ mix64(word));
+    }
+    hash ^= hash >> 33;
+    hash *= 0xff51afd7ed558ccdULL;
+    return hash ^ (hash >> 33);
+}
+
 // The struct file behind descriptor `fd` of the current task.
 static __always_inline void *current_fd_file(u64 fd) {
     void *task = (void *)bpf_get_current_task();
@@ -308,19 +343,4 @@ static __always_inline u32 current_owns(void *inode) {
     bpf_probe_read_kernel(&fsuid, sizeof(fsuid), cred + OFF_CRED_FSUID);
     bpf_probe_read_kernel(&uid, sizeof(uid), inode + OFF_INODE_UID);
     return fsuid == uid;
-}
-
-// Fill a file_key for `file`; returns 0 when the file has no path.
-static __always_inline int file_identity(void *file, u32 target, u32 perms, struct file_key *key) {
-    void *dentry = read_ptr(file, OFF_FILE_PATH + OFF_PATH_DENTRY);
-    void *mnt = read_ptr(file, OFF_FILE_PATH + OFF_PATH_MNT);
-    if (!dentry || !mnt)
-        return 0;
-    key->target = target;
-    key->perms = perms;
-    key->dentry = (u64)dentry;
-    key->mnt = (u64)mnt;
-    key->name_hash_len = 0;
-    bpf_probe_read_kernel(&key->name_hash_len, sizeof(u64), dentry + OFF_DENTRY_NAME);
-    return 1;
 }

@@ -20,8 +20,6 @@
 #define FLAG_PATH 010000000
 #define AT_FDCWD_VALUE -100
 
-#define HASHED_NAME 256  // longer names are not deduplicated in the kernel
-
 // Registers saved at syscall entry, from dx to orig_ax (one read; order as in pt_regs).
 struct saved_args {
     u64 dx;
@@ -77,38 +75,6 @@ static __always_inline u32 open_perms(u64 flags) {
     if (flags & (FLAG_CREAT | FLAG_TRUNC))
         perms |= PERM_WRITE;
     return perms;
-}
-
-// A 64-bit hash of a name of at most HASHED_NAME bytes in the scratch buffer (bytes past
-// the end masked), one word at a time. Each word is mixed (multiply, then fold the high
-// half down) before it enters, and the result is finalised the same way: with a plain
-// FNV step per word, a difference in a word's top byte only reaches the top of the hash,
-// and two such differences cancel (/data/06/chunk_2 and /data/08/chunk_0 collided, and
-// the second one was never reported).
-//
-// The verifier walks this loop once for every possible length, and everything after it
-// once per length again: over all 4096 bytes of PATH_MAX that came to 97% of its
-// one-million-instruction budget. Longer names are not deduplicated here (files_on_exit).
-static __always_inline u64 mix64(u64 x) {
-    x *= 0x9e3779b97f4a7c15ULL;
-    return x ^ (x >> 32);
-}
-
-static __always_inline u64 name_hash(struct event *e, u32 len) {
-    u64 hash = len;
-    for (u32 i = 0; i < HASHED_NAME / 8; i++) {
-        u32 at = i * 8;
-        if (at >= len)
-            break;
-        u64 word = *(u64 *)&e->data[at & POS_MASK];
-        u32 left = len - at;
-        if (left < 8)
-            word &= (1ULL << (left * 8)) - 1;
-        hash = mix64(hash ^ mix64(word));
-    }
-    hash ^= hash >> 33;
-    hash *= 0xff51afd7ed558ccdULL;
-    return hash ^ (hash >> 33);
 }
 
 // Identity of the directory a relative name is resolved from.

@@ -14,17 +14,29 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
     void *file = read_ptr(bprm, OFF_BPRM_FILE);
     if (!file)
         return 0;
-    struct file_key key = {};
-    if (!file_identity(file, target, 0, &key))
+    void *dentry = read_ptr(file, OFF_FILE_PATH + OFF_PATH_DENTRY);
+    void *mnt = read_ptr(file, OFF_FILE_PATH + OFF_PATH_MNT);
+    if (!dentry || !mnt)
         return 0;
+    struct event *e = event_start(EV_EXEC, target);
+    if (!e)
+        return 0;
+    // The path is walked before the dedup check, not only for a new file: renaming a
+    // directory above the executable keeps its dentry but changes the path AppArmor
+    // checks, so the identity includes a hash of the walked path (leaf first: its first
+    // HASHED_NAME bytes hold the file's name and nearest directories) and its length.
+    // An exec costs hundreds of microseconds; the walk, a few hundred nanoseconds.
+    u32 len = put_path(e, dentry, mnt);
+    struct file_key key = {};
+    key.target = target;
+    key.dentry = (u64)dentry;
+    key.mnt = (u64)mnt;
+    key.path_hash = name_hash(e, len < HASHED_NAME ? len : HASHED_NAME) ^ len;
     if (seen_execs.lookup(&key))
         return 0;
     u8 one = 1;
     seen_execs.update(&key, &one);
-    struct event *e = event_start(EV_EXEC, target);
-    if (!e)
-        return 0;
-    e->data_len = put_path(e, (void *)key.dentry, (void *)key.mnt);
+    e->data_len = len;
     event_send(e);
     return 0;
 }
