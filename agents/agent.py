@@ -442,7 +442,7 @@ def build_resolver(opts: AgentOptions) -> Resolver:
     if opts.cri_endpoint:
         from armorflow.agents.cri import CriClient, CriResolver
 
-        resolvers.append(CriResolver(CriClient(opts.cri_endpoint)))
+        resolvers.append(CriResolver(CriClient(opts.cri_endpoint, timeout_s=2.0)))
     if opts.kube:
         resolvers.append(KubeResolver(kube_pod_lister(opts.node, opts.kubeconfig)))
     if not resolvers:

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: containerd's socket on a kubelet node (cri-o: ``unix:///var/run/crio/crio.sock``).
 DEFAULT_CRI_ENDPOINT: Final = "unix:///run/containerd/containerd.sock"
+#: Largest answer accepted (a node with many pods lists more than gRPC's default 4 MiB).
+MAX_MESSAGE_BYTES: Final = 16 << 20
 _SERVICE: Final = "/runtime.v1.RuntimeService/"
 #: Sandbox labels the kubelet adds to the pod's own labels; not part of the pod's labels.
 KUBELET_LABEL_PREFIX: Final = "io.kubernetes."
@@ -52,11 +54,12 @@ _VARINT: Final = 0
 _FIXED64: Final = 1
 _LENGTH: Final = 2
 _FIXED32: Final = 5
+_U64: Final = (1 << 64) - 1
 
 
 def _varint(value: int) -> bytes:
     if value < 0:
-        value &= (1 << 64) - 1  # int64 negatives travel as ten-byte two's complement
+        value &= _U64  # int64 negatives travel as ten-byte two's complement
     out = bytearray()
     while True:
         low = value & 0x7F
@@ -101,7 +104,11 @@ Fields = dict[int, list[int | bytes]]
 
 
 def decode(data: bytes) -> Fields:
-    """Field number -> values in wire order (ints for varints, bytes for the rest)."""
+    """Field number -> values in wire order (ints for varints, bytes for the rest).
+
+    Varints come back as unsigned 64-bit values (the fields read here are enums and
+    counts); anything malformed raises :class:`CriError`.
+    """
     fields: Fields = {}
     pos, end = 0, len(data)
 
@@ -115,12 +122,14 @@ def decode(data: bytes) -> Fields:
             pos += 1
             result |= (byte & 0x7F) << shift
             if not byte & 0x80:
-                return result
+                return result & _U64  # a tenth byte may carry bits past 64: dropped
             shift += 7
 
     while pos < end:
         key = read_varint()
         number, wire_type = key >> 3, key & 7
+        if number == 0:
+            raise CriError("field number 0 in a CRI message")
         value: int | bytes
         if wire_type == _VARINT:
             value = read_varint()
@@ -132,6 +141,8 @@ def decode(data: bytes) -> Fields:
             pos += size
         elif wire_type in (_FIXED64, _FIXED32):
             pos += 8 if wire_type == _FIXED64 else 4
+            if pos > end:
+                raise CriError("a fixed-width field runs past the CRI message")
             continue
         else:
             raise CriError(f"unsupported protobuf wire type {wire_type}")
@@ -212,7 +223,7 @@ class Container:
 
 
 class CriClient:
-    """The read side of ``runtime.v1.RuntimeService`` plus what tests need to run pods."""
+    """The read side of ``runtime.v1.RuntimeService``; :meth:`call` serves any method."""
 
     def __init__(self, endpoint: str = DEFAULT_CRI_ENDPOINT, timeout_s: float = 5.0):
         import grpc
@@ -222,7 +233,8 @@ class CriClient:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self._grpc = grpc
-        self._channel = grpc.insecure_channel(endpoint)
+        self._channel = grpc.insecure_channel(
+            endpoint, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
 
     def close(self) -> None:
         self._channel.close()
@@ -238,7 +250,7 @@ class CriClient:
         # No serializers: grpcio passes bytes through both ways.
         stub: Any = self._channel.unary_unary(_SERVICE + method)
         try:
-            response = stub(request, timeout=timeout_s or self.timeout_s)
+            response = stub(request, timeout=self.timeout_s if timeout_s is None else timeout_s)
         except self._grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             details = exc.details() if hasattr(exc, "details") else str(exc)
@@ -282,31 +294,50 @@ def workloads_from_runtime(sandboxes: Iterable[PodSandbox],
 
 
 class CriResolver:
-    """Container ids of this node's running containers, from the runtime, refreshed on a miss.
+    """Container ids of this node's containers, from the runtime, refreshed on a miss.
 
-    Sandbox (pause) containers have ids too and are never workloads: they are remembered so
-    that scanning them does not refresh every time. Refreshes are rate-limited; when the
-    runtime is away the last view is kept and the failure counted.
+    Containers in every state are listed: one just created (its process already in its
+    cgroup) or just exited (its last events still queued) must resolve too; the kubelet's
+    garbage collection keeps that list short. Sandbox (pause) containers have ids too and
+    are never workloads: they are remembered so that scanning them does not refresh.
+
+    Labels and annotations are the pod's as the kubelet passed them when it created the
+    sandbox, as vArmor's webhook sees them; a label added to a running pod later is not
+    seen here (``KubeResolver``'s listing has it after its next refresh).
+
+    Refreshes are rate-limited from the end of the last attempt. When the runtime fails
+    or does not answer in time, the last view is kept, the failure counted, and the wait
+    before the next attempt doubles (up to :attr:`max_backoff_s`), so that a hung runtime
+    cannot hold the agent's loop in one timeout after another.
     """
 
-    def __init__(self, client: CriClient, min_refresh_s: float = 2.0):
+    def __init__(self, client: CriClient, min_refresh_s: float = 2.0,
+                 max_backoff_s: float = 60.0):
         self.client = client
         self.min_refresh_s = min_refresh_s
+        self.max_backoff_s = max_backoff_s
         self._by_id: dict[str, Workload] = {}
         self._sandbox_ids: set[str] = set()
-        self._last_refresh = float("-inf")
+        self._next_refresh = float("-inf")
+        self._failures_in_a_row = 0
         self.refreshes = 0
         self.errors = 0
 
     def refresh(self) -> None:
-        self._last_refresh = time.monotonic()
         try:
             sandboxes = self.client.list_pod_sandboxes()
-            containers = self.client.list_containers()
+            containers = self.client.list_containers(running_only=False)
         except CriError as exc:
             self.errors += 1
-            log.warning("%s: keeping %d known containers", exc, len(self._by_id))
+            self._failures_in_a_row += 1
+            wait = min(self.max_backoff_s,
+                       max(self.min_refresh_s, 0.5) * 2 ** self._failures_in_a_row)
+            self._next_refresh = time.monotonic() + wait
+            log.warning("%s: keeping %d known containers, next try in %.0f s",
+                        exc, len(self._by_id), wait)
             return
+        self._failures_in_a_row = 0
+        self._next_refresh = time.monotonic() + self.min_refresh_s
         self.refreshes += 1
         self._sandbox_ids = {s.id for s in sandboxes}
         self._by_id = {w.container_id: w for w in workloads_from_runtime(sandboxes, containers)}
@@ -314,7 +345,7 @@ class CriResolver:
     def resolve(self, container_id: str, pod_uid: str | None = None) -> Workload | None:
         found = self._by_id.get(container_id)
         if (found is None and container_id not in self._sandbox_ids
-                and time.monotonic() - self._last_refresh >= self.min_refresh_s):
+                and time.monotonic() >= self._next_refresh):
             self.refresh()
             found = self._by_id.get(container_id)
         return found

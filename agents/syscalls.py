@@ -49,6 +49,7 @@ NEWER_SYSCALLS: Final[dict[str, dict[int, str]]] = {
     "common": {
         451: "cachestat",          # 6.5
         452: "fchmodat2",          # 6.6
+        453: "map_shadow_stack",   # 6.6 (x86_64), reserved on every architecture since 6.7
         454: "futex_wake",         # 6.7
         455: "futex_wait",
         456: "futex_requeue",
@@ -66,8 +67,8 @@ NEWER_SYSCALLS: Final[dict[str, dict[int, str]]] = {
         468: "file_getattr",       # 6.17
         469: "file_setattr",
     },
-    # 64-bit only: shadow stacks (6.6) and the uprobe trampolines' syscalls (6.11, 6.16).
-    "x86_64": {453: "map_shadow_stack", 335: "uretprobe", 336: "uprobe"},
+    # 64-bit only: the uprobe trampolines' syscalls (6.11, 6.16).
+    "x86_64": {335: "uretprobe", 336: "uprobe"},
     "i386": {},
 }
 

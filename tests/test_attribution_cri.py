@@ -77,6 +77,14 @@ def test_codec_skips_fixed_width_fields_and_rejects_truncation() -> None:
             decode(whole[:cut])
     with pytest.raises(CriError, match="wire type"):
         decode(bytes([1 << 3 | 3]))  # groups are not protobuf 3
+    with pytest.raises(CriError, match="fixed-width"):
+        decode(fixed64[:5])
+    with pytest.raises(CriError, match="field number 0"):
+        decode(bytes([0 << 3 | 0, 1]))
+    with pytest.raises(CriError, match="varint"):
+        decode(bytes([1 << 3]) + b"\xff" * 11)
+    # a tenth byte's bits past 64 are dropped, not turned into a huge int
+    assert get_int(decode(bytes([1 << 3]) + b"\xff" * 9 + b"\x7f"), 1) == (1 << 64) - 1
 
 
 def test_an_unreachable_runtime_is_a_clear_error(tmp_path: Path) -> None:
@@ -134,17 +142,20 @@ def test_runtime_names_the_pod_of_a_running_container(containerd: Containerd) ->
         assert identity is not None
         assert (identity.container_id, identity.pod_uid) == (cid, pod.uid)
 
-        resolver = CriResolver(CriClient(containerd.endpoint))
+        resolver = CriResolver(CriClient(containerd.endpoint), min_refresh_s=0.0)
         workload = resolver.resolve(cid, identity.pod_uid)
         assert workload == Workload(
             container_id=cid, namespace="demo", pod="web-0", container="c1", pod_uid=pod.uid,
             labels={"app": "demo", "tier": "web"},  # the kubelet's io.kubernetes.* left out
             annotations={SECCOMP_OPT_OUT + "c1": "unconfined", "note": "kept"},
         )
-        # the pause container is known as a sandbox: no workload and no refresh per lookup
+        # the pause container is known as a sandbox: no workload and no refresh per lookup,
+        # (the rate limit is off here)
         refreshes = resolver.refreshes
         assert resolver.resolve(pod.sandbox_id) is None
         assert resolver.refreshes == refreshes
+        assert resolver.resolve("e" * 64) is None  # an unknown id does refresh
+        assert resolver.refreshes == refreshes + 1
 
         target = Target("demo-profile", selector=LabelSelector({"app": "demo"}))
         attribution = Attributor(TargetSet([target]), resolver).for_pid(pid)
@@ -152,6 +163,32 @@ def test_runtime_names_the_pod_of_a_running_container(containerd: Containerd) ->
         assert (attribution.profile, attribution.pod, attribution.container) == (
             "demo-profile", "web-0", "c1")
         assert attribution.enforcers == {"apparmor"}  # seccomp opted out by annotation
+    finally:
+        containerd.remove_pod(pod)
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_exited_containers_are_filtered_by_state_and_still_resolve(
+    containerd: Containerd,
+) -> None:
+    pod = containerd.run_pod("job-0", "demo")
+    try:
+        done = containerd.run_container(pod, "once", ["/bin/true"])
+        running = containerd.run_container(pod, "stays", ["/bin/sleep", "600"])
+        client = CriClient(containerd.endpoint)
+        deadline = time.monotonic() + 10
+        while not any(c.id == done and not c.running
+                      for c in client.list_containers(running_only=False)):
+            assert time.monotonic() < deadline, "the container did not exit"
+            time.sleep(0.1)
+        # the state filter reaches the runtime: only the running one comes back
+        assert {c.id for c in client.list_containers() if c.sandbox_id == pod.sandbox_id} == {
+            running}
+        # the resolver lists every state: a container that just exited (its last events
+        # may still be queued) is still named
+        workload = CriResolver(client).resolve(done)
+        assert workload is not None and (workload.pod, workload.container) == ("job-0", "once")
     finally:
         containerd.remove_pod(pod)
 
@@ -171,6 +208,9 @@ def test_resolver_keeps_its_view_while_the_runtime_is_away(tmp_path: Path) -> No
         daemon.proc.kill()  # the runtime goes away; its containers keep running
         daemon.proc.wait()
         assert resolver.resolve("f" * 64) is None  # a miss: the refresh fails, counted
+        assert resolver.errors == 1
+        # and the next try waits (backoff), even with no rate limit
+        assert resolver.resolve("f" * 64) is None
         assert resolver.errors == 1
         workload = resolver.resolve(cid)
         assert workload is not None and workload.pod == "api-0"
@@ -199,8 +239,10 @@ def test_tracer_captures_a_containerd_container_under_its_pod(
 
     profile = f"cri-{uuid.uuid4().hex[:6]}"
     # Each container waits for /tmp/go, so that it acts only once the tracer follows it.
+    # It then stays, so that its root can still be read through /proc.
     script = ("while [ ! -e /tmp/go ]; do sleep 0.05; done; "
-              "cat /etc/hostname; id; ls /tmp >/dev/null; echo done > /tmp/finished")
+              "cat /etc/hostname; id; ls /tmp >/dev/null; echo done > /tmp/finished; "
+              "exec sleep 600")
     pod = containerd.run_pod(
         "demo-4-abc", "default", labels={"app": "demo-4"},
         annotations={APPARMOR_OPT_OUT + "quiet": "unconfined",
@@ -218,6 +260,7 @@ def test_tracer_captures_a_containerd_container_under_its_pod(
         agent = Agent(node="node-cri", publisher=Publisher(noida_broker.settings(),
                                                            tmp_path / "spool"),
                       sources=[], attributor=attributor, event_sources=[feed])
+        closed = False
         agent.step(0.1)
         # only "app" is targeted: "quiet" opted out of both enforcers, "stranger" unmatched
         assert feed.stats()["containers"] == 1, attributor.counters
@@ -230,7 +273,10 @@ def test_tracer_captures_a_containerd_container_under_its_pod(
         for _ in range(10):
             agent.step(0.2)
         agent.close()
+        closed = True
     finally:
+        if not closed and "agent" in locals():
+            agent.close()
         containerd.remove_pod(pod)
         containerd.remove_pod(other)
 

@@ -13,6 +13,7 @@ Requires root and Debian's ``containerd``, ``runc`` and ``busybox-static`` (``ma
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -153,6 +154,8 @@ class Containerd:
         self.logs = workdir / "logs"
         self.proc: subprocess.Popen[bytes] | None = None
         self.pods: list[Pod] = []
+        #: Every pod uid ever run: their cgroups are emptied and removed at stop().
+        self._pod_uids: list[str] = []
         self._client: CriClient | None = None
 
     @property
@@ -166,6 +169,13 @@ class Containerd:
         return self._client
 
     def start(self, timeout_s: float = 30.0) -> Self:
+        try:
+            return self._start(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout_s: float) -> Self:
         missing = missing_tools()
         if missing:
             raise RuntimeError(f"containerd tests need {', '.join(missing)}: run `make setup`")
@@ -202,6 +212,7 @@ class Containerd:
                 annotations: dict[str, str] | None = None) -> Pod:
         """RunPodSandbox the way a kubelet with the cgroupfs driver would."""
         uid = str(uuid.uuid4())
+        self._pod_uids.append(uid)
         labels = dict(labels or {})
         annotations = dict(annotations or {})
         # The kubelet adds these to the pod's labels on the sandbox; so do we.
@@ -219,7 +230,7 @@ class Containerd:
             string_field(3, str(log_dir)),             # log_directory
             map_field(6, sandbox_labels),
             map_field(7, annotations),
-            # linux: cgroup_parent, security_context.namespace_options (network, ipc: node)
+            # linux: cgroup_parent, security_context.namespace_options.network: node
             message_field(8, string_field(1, f"/kubepods/besteffort/pod{uid}"),
                           message_field(2, message_field(1, node))),
         ))
@@ -283,8 +294,19 @@ class Containerd:
                 self.proc.wait()
         self._kill_leftovers()
 
+    def _cgroup_dirs(self, uid: str) -> list[Path]:
+        """The pod's cgroup directories in every hierarchy (v1 controllers, v2)."""
+        pattern = f"kubepods/besteffort/pod{uid}"
+        return [d for d in (*Path("/sys/fs/cgroup").glob(f"*/{pattern}"),
+                            Path("/sys/fs/cgroup") / pattern) if d.is_dir()]
+
     def _kill_leftovers(self) -> None:
-        """Shims (and their containers) of this daemon that outlived it; then mounts."""
+        """Shims, containers and cgroups of this daemon that outlived it; then mounts.
+
+        A container's init calls setsid, so it is not in its shim's process group: when
+        the runtime could not stop a pod (the daemon was killed, say), the processes are
+        found through the pod's cgroups instead.
+        """
         marker = str(self.socket).encode()
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -294,6 +316,24 @@ class Containerd:
                     os.killpg(int(entry.name), signal.SIGKILL)
             except (OSError, ProcessLookupError):
                 continue
+        for uid in self._pod_uids:
+            dirs = self._cgroup_dirs(uid)
+            for directory in dirs:
+                for procs in directory.rglob("cgroup.procs"):
+                    for pid in procs.read_text().split():
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(int(pid), signal.SIGKILL)
+            for directory in dirs:
+                for _ in range(50):  # a killed process leaves its cgroup a moment later
+                    leaves = sorted((d for d in directory.rglob("*") if d.is_dir()),
+                                    key=lambda d: len(d.parts), reverse=True)
+                    try:
+                        for d in [*leaves, directory]:
+                            d.rmdir()
+                        break
+                    except OSError:
+                        time.sleep(0.05)
+        self._pod_uids.clear()
         mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
                   if line.split()[1].startswith(str(self.workdir))]
         for mountpoint in sorted(mounts, key=len, reverse=True):

@@ -108,7 +108,7 @@ class PathClassifier:
         hit = self._old_collapsed.get(seg)
         if hit is None:
             hit = self._decide(seg).result
-        if "*" not in hit:
+        if hit == escape_literal(seg):  # kept as it is (a literal "*" comes out escaped)
             if len(self._cache) >= _STABLE_CACHE_MAX:
                 self._cache.clear()
             self._cache[seg] = hit
