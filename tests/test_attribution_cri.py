@@ -292,3 +292,70 @@ def test_tracer_captures_a_containerd_container_under_its_pod(
     assert any(e["kind"] == "file" and e["path"] == "/tmp/finished" and "w" in e["perms"]
                for e in events)
     assert {"openat", "execve"} <= {e["name"] for e in events if e["kind"] == "syscall"}
+
+
+@pytest.mark.root
+@pytest.mark.broker
+@pytest.mark.slow
+def test_two_replicas_run_by_containerd_become_one_compiling_profile(
+    containerd: Containerd, tracer: Any, noida_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """A node as a cluster has it: two replicas of a pod run by containerd, the agent
+    finding them through the runtime and tracing them, a pipeline worker merging their
+    behaviour into one model, and the rendered AppArmor profile compiling."""
+    from pipeline_support import WorkerProcess, completed, control, model_docs, unique
+
+    from armorflow.render import compile_check
+
+    profile = unique("cri-e2e")
+    worker = WorkerProcess(noida_broker, unique("cri-e2e"), tmp_path, grace_s=2.0).start()
+    pods = []
+    try:
+        worker.wait_ready()
+        control(noida_broker, "start", profile, duration_s=600)
+        # replica 0 reads the hostname, replica 1 writes a file: the model needs both
+        actions = ["cat /etc/hostname", "echo x > /tmp/replica-1.out"]
+        pids = []
+        for i, action in enumerate(actions):
+            pod = containerd.run_pod(f"web-{i}", "shop", labels={"app": "web"})
+            pods.append(pod)
+            cid = containerd.run_container(pod, "app", ["/bin/sh", "-c", (
+                "while [ ! -e /tmp/go ]; do sleep 0.05; done; "
+                f"{action}; echo done > /tmp/finished; exec sleep 600")])
+            pids.append(wait_for_pids(containerd, cid)[0])
+        attributor = Attributor(
+            TargetSet([Target(profile, selector=LabelSelector({"app": "web"}))]),
+            CriResolver(CriClient(containerd.endpoint)))
+        feed = TracerFeed(tracer, attributor, "node-cri", owns_tracer=False)
+        agent = Agent(node="node-cri", publisher=Publisher(noida_broker.settings(),
+                                                           tmp_path / "spool"),
+                      sources=[], attributor=attributor, event_sources=[feed])
+        try:
+            agent.step(0.1)
+            assert feed.stats()["containers"] == 2, attributor.counters
+            for pid in pids:
+                Path(f"/proc/{pid}/root/tmp/go").touch()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not all(
+                    Path(f"/proc/{pid}/root/tmp/finished").exists() for pid in pids):
+                agent.step(0.2)
+            for _ in range(5):
+                agent.step(0.2)
+        finally:
+            agent.close()
+        time.sleep(1)
+        control(noida_broker, "update", profile, duration_s=0.001)  # end the window
+        completed(noida_broker, profile, timeout_s=60, source=worker.app_id)
+        (doc,) = [d for d in model_docs(noida_broker, profile)
+                  if d["pipeline"] == worker.app_id]
+    finally:
+        for pod in pods:
+            containerd.remove_pod(pod)
+        worker.stop()
+    dyn = doc["model"]["dynamicResult"]
+    assert "/bin/busybox" in dyn["apparmor"]["executions"]
+    files = {f["path"]: f["permissions"] for f in dyn["apparmor"]["files"]}
+    assert "r" in files.get("/etc/hostname", []), files
+    assert "w" in files.get("/tmp/replica-1.out", []), files
+    assert {"execve", "openat"} <= set(dyn["seccomp"]["syscalls"])
+    compile_check(doc["apparmor"])
