@@ -169,40 +169,99 @@ def workloads_of_pod(pod: dict[str, Any]) -> list[Workload]:
     return out
 
 
-class KubeResolver:
-    """Container ids of the pods on this node, from the Kubernetes API, refreshed on a miss.
+class ListingResolver:
+    """Container id -> workload from a listing of the whole node, taken again on a miss.
 
-    ``list_pods`` returns pod objects as JSON dicts (e.g. a CoreV1Api call with
-    ``fieldSelector=spec.nodeName=<node>``); refreshes are rate-limited so an unknown
-    host process cannot make the agent hammer the API server.
+    Subclasses say how to list (:meth:`list_node`: the runtime's view, the API server's).
+    Two rules keep the listing from being taken over and over:
+
+    * after a failure the last view is kept, the failure counted, and the wait before the
+      next listing doubles, up to ``max_backoff_s``: a source that is away or hangs in
+      its timeouts cannot hold the agent's loop;
+    * an id still unknown after a fresh listing waits ``miss_first_s`` before it may cause
+      another, then twice that, up to ``miss_max_s``. A new container shows up in the
+      next listings within seconds; an id that never will (a pod's pause container, which
+      no pod status names) ends up costing one listing a minute, where the agent's scan
+      every two seconds would otherwise list the node every two seconds.
     """
 
-    def __init__(self, list_pods: Any, min_refresh_s: float = 2.0):
-        self._list_pods = list_pods
+    #: Ids waited on at most (the table starts over past it).
+    MAX_MISSES = 16_384
+
+    def __init__(self, min_refresh_s: float = 2.0, *, max_backoff_s: float = 60.0,
+                 miss_first_s: float = 2.0, miss_max_s: float = 60.0):
         self.min_refresh_s = min_refresh_s
+        self.max_backoff_s = max_backoff_s
+        self.miss_first_s = miss_first_s
+        self.miss_max_s = miss_max_s
         self._by_id: dict[str, Workload] = {}
-        self._last_refresh = float("-inf")
+        self._not_workloads: set[str] = set()
+        self._next_refresh = float("-inf")
+        self._failures_in_a_row = 0
+        #: id -> (time before which it causes no listing, its current wait)
+        self._misses: dict[str, tuple[float, float]] = {}
         self.refreshes = 0
         self.errors = 0
 
-    def refresh(self) -> None:
-        self._last_refresh = time.monotonic()
+    def list_node(self) -> tuple[list[Workload], set[str]]:
+        """The node's workloads, and ids known not to be any (e.g. sandboxes)."""
+        raise NotImplementedError
+
+    def refresh(self) -> bool:
+        """List the node again; False (counted, logged) when that failed."""
         try:
-            pods = self._list_pods()
-        except Exception as exc:  # the API server may be briefly away; keep the old view
+            workloads, not_workloads = self.list_node()
+        except Exception as exc:  # the source may be briefly away; keep the old view
             self.errors += 1
-            log.warning("listing pods failed (%s): keeping %d known containers",
-                        exc, len(self._by_id))
-            return
+            self._failures_in_a_row += 1
+            wait = min(self.max_backoff_s,
+                       max(self.min_refresh_s, 0.5) * 2 ** self._failures_in_a_row)
+            self._next_refresh = time.monotonic() + wait
+            log.warning("%s: listing failed (%s): keeping %d known containers, next try in "
+                        "%.0f s", type(self).__name__, exc, len(self._by_id), wait)
+            return False
+        self._failures_in_a_row = 0
+        self._next_refresh = time.monotonic() + self.min_refresh_s
         self.refreshes += 1
-        self._by_id = {w.container_id: w for pod in pods for w in workloads_of_pod(pod)}
+        self._by_id = {w.container_id: w for w in workloads}
+        self._not_workloads = not_workloads
+        return True
 
     def resolve(self, container_id: str, pod_uid: str | None = None) -> Workload | None:
         found = self._by_id.get(container_id)
-        if found is None and time.monotonic() - self._last_refresh >= self.min_refresh_s:
-            self.refresh()
-            found = self._by_id.get(container_id)
+        if found is not None or container_id in self._not_workloads:
+            return found
+        now = time.monotonic()
+        missed = self._misses.get(container_id)
+        if now < self._next_refresh or (missed is not None and now < missed[0]):
+            return None
+        if not self.refresh():
+            return None
+        found = self._by_id.get(container_id)
+        if found is not None:
+            self._misses.pop(container_id, None)
+        elif container_id not in self._not_workloads:
+            wait = self.miss_first_s if missed is None else min(self.miss_max_s, 2 * missed[1])
+            if len(self._misses) >= self.MAX_MISSES:
+                self._misses.clear()
+            self._misses[container_id] = (time.monotonic() + wait, wait)
         return found
+
+
+class KubeResolver(ListingResolver):
+    """Container ids of the pods on this node, from the Kubernetes API.
+
+    ``list_pods`` returns pod objects as JSON dicts (e.g. a CoreV1Api call with
+    ``fieldSelector=spec.nodeName=<node>``).
+    """
+
+    def __init__(self, list_pods: Any, min_refresh_s: float = 2.0, **waits: float):
+        super().__init__(min_refresh_s, **waits)
+        self._list_pods = list_pods
+
+    def list_node(self) -> tuple[list[Workload], set[str]]:
+        pods = self._list_pods()
+        return [w for pod in pods for w in workloads_of_pod(pod)], set()
 
 
 class ChainResolver:

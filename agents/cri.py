@@ -15,15 +15,11 @@ the message and field it writes or reads.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from armorflow.agents.attribution import Workload
-
-log = logging.getLogger(__name__)
+from armorflow.agents.attribution import ListingResolver, Workload
 
 #: containerd's socket on a kubelet node (cri-o: ``unix:///var/run/crio/crio.sock``).
 DEFAULT_CRI_ENDPOINT: Final = "unix:///run/containerd/containerd.sock"
@@ -293,59 +289,24 @@ def workloads_from_runtime(sandboxes: Iterable[PodSandbox],
     return out
 
 
-class CriResolver:
-    """Container ids of this node's containers, from the runtime, refreshed on a miss.
+class CriResolver(ListingResolver):
+    """Container ids of this node's containers, from the runtime.
 
     Containers in every state are listed: one just created (its process already in its
     cgroup) or just exited (its last events still queued) must resolve too; the kubelet's
     garbage collection keeps that list short. Sandbox (pause) containers have ids too and
-    are never workloads: they are remembered so that scanning them does not refresh.
+    are never workloads: the listing names them, so scanning them causes no listing.
 
     Labels and annotations are the pod's as the kubelet passed them when it created the
     sandbox, as vArmor's webhook sees them; a label added to a running pod later is not
     seen here (``KubeResolver``'s listing has it after its next refresh).
-
-    Refreshes are rate-limited from the end of the last attempt. When the runtime fails
-    or does not answer in time, the last view is kept, the failure counted, and the wait
-    before the next attempt doubles (up to :attr:`max_backoff_s`), so that a hung runtime
-    cannot hold the agent's loop in one timeout after another.
     """
 
-    def __init__(self, client: CriClient, min_refresh_s: float = 2.0,
-                 max_backoff_s: float = 60.0):
+    def __init__(self, client: CriClient, min_refresh_s: float = 2.0, **waits: float):
+        super().__init__(min_refresh_s, **waits)
         self.client = client
-        self.min_refresh_s = min_refresh_s
-        self.max_backoff_s = max_backoff_s
-        self._by_id: dict[str, Workload] = {}
-        self._sandbox_ids: set[str] = set()
-        self._next_refresh = float("-inf")
-        self._failures_in_a_row = 0
-        self.refreshes = 0
-        self.errors = 0
 
-    def refresh(self) -> None:
-        try:
-            sandboxes = self.client.list_pod_sandboxes()
-            containers = self.client.list_containers(running_only=False)
-        except CriError as exc:
-            self.errors += 1
-            self._failures_in_a_row += 1
-            wait = min(self.max_backoff_s,
-                       max(self.min_refresh_s, 0.5) * 2 ** self._failures_in_a_row)
-            self._next_refresh = time.monotonic() + wait
-            log.warning("%s: keeping %d known containers, next try in %.0f s",
-                        exc, len(self._by_id), wait)
-            return
-        self._failures_in_a_row = 0
-        self._next_refresh = time.monotonic() + self.min_refresh_s
-        self.refreshes += 1
-        self._sandbox_ids = {s.id for s in sandboxes}
-        self._by_id = {w.container_id: w for w in workloads_from_runtime(sandboxes, containers)}
-
-    def resolve(self, container_id: str, pod_uid: str | None = None) -> Workload | None:
-        found = self._by_id.get(container_id)
-        if (found is None and container_id not in self._sandbox_ids
-                and time.monotonic() >= self._next_refresh):
-            self.refresh()
-            found = self._by_id.get(container_id)
-        return found
+    def list_node(self) -> tuple[list[Workload], set[str]]:
+        sandboxes = self.client.list_pod_sandboxes()
+        containers = self.client.list_containers(running_only=False)
+        return workloads_from_runtime(sandboxes, containers), {s.id for s in sandboxes}

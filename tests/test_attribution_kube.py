@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,3 +126,27 @@ def test_an_unreachable_api_server_keeps_the_known_containers(api: ApiServer) ->
     assert resolver.resolve("f" * 64) is None  # the refresh fails: counted, not raised
     assert resolver.errors == 1
     assert resolver.resolve("a" * 64) is not None
+
+
+def test_an_id_no_pod_names_does_not_list_the_node_at_every_scan(api: ApiServer) -> None:
+    # A pod's pause container has a container cgroup but no pod status names it; the
+    # agent scans /proc every two seconds, and must not list the node's pods each time.
+    api.create_pod(pod("demo-4-x", "default", "node-a", {"c0": "a" * 64}))
+    resolver = KubeResolver(kube_pod_lister("node-a", api.kubeconfig), min_refresh_s=0.0,
+                            miss_first_s=0.3, miss_max_s=1.0)
+    pause = "9" * 64
+    assert resolver.resolve(pause) is None
+    listed = resolver.refreshes
+    for _ in range(20):
+        assert resolver.resolve(pause) is None
+    assert resolver.refreshes == listed  # waiting: no listing per lookup
+    time.sleep(0.35)
+    assert resolver.resolve(pause) is None
+    assert resolver.refreshes == listed + 1  # then one, and the wait doubles
+    time.sleep(0.35)
+    assert resolver.resolve(pause) is None
+    assert resolver.refreshes == listed + 1
+    # a new container is still found by the listing its own first miss causes
+    api.create_pod(pod("demo-4-y", "default", "node-a", {"c0": "b" * 64}))
+    found = resolver.resolve("b" * 64)
+    assert found is not None and found.pod == "demo-4-y"
