@@ -207,6 +207,10 @@ class ListingResolver:
         """The node's workloads, and ids known not to be any (e.g. sandboxes)."""
         raise NotImplementedError
 
+    def is_sandbox(self, container_id: str) -> bool:
+        """True for an id the last listing named as a pod's sandbox (pause) container."""
+        return container_id in self._not_workloads
+
     def refresh(self) -> bool:
         """List the node again; False (counted, logged) when that failed."""
         try:
@@ -279,7 +283,18 @@ class ChainResolver:
             found = resolver.resolve(container_id, pod_uid)
             if found is not None:
                 return found
+            if is_sandbox(resolver, container_id):
+                return None  # the runtime knows it is a pause container: ask no further
         return None
+
+    def is_sandbox(self, container_id: str) -> bool:
+        return any(is_sandbox(r, container_id) for r in self.resolvers)
+
+
+def is_sandbox(resolver: Resolver, container_id: str) -> bool:
+    """Whether ``resolver`` knows ``container_id`` as a sandbox (resolvers may not say)."""
+    check = getattr(resolver, "is_sandbox", None)
+    return bool(check(container_id)) if check is not None else False
 
 
 # --- targets ---------------------------------------------------------------------------------
@@ -502,7 +517,8 @@ class Attributor:
         self.cache_size = cache_size
         self._pid_cache: OrderedDict[int, CgroupIdentity | None] = OrderedDict()
         self.counters: dict[str, int] = {"no_process": 0, "host_process": 0,
-                                         "unknown_container": 0, "untargeted": 0,
+                                         "sandbox": 0, "unknown_container": 0,
+                                         "untargeted": 0,
                                          "attributed": 0}
 
     def identity_of_pid(self, pid: int, *, cached: bool = True) -> CgroupIdentity | None:
@@ -532,7 +548,8 @@ class Attributor:
     def for_container(self, container_id: str, pod_uid: str | None = None) -> Attribution | None:
         workload = self.resolver.resolve(container_id, pod_uid)
         if workload is None:
-            self.counters["unknown_container"] += 1
+            sandbox = is_sandbox(self.resolver, container_id)
+            self.counters["sandbox" if sandbox else "unknown_container"] += 1
             return None
         matched = self.targets.match(workload)
         if matched is None:

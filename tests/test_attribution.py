@@ -117,8 +117,8 @@ def test_the_seed_demo_opt_outs() -> None:
     assert demo_c1 is not None and demo_c1.container == "c1" and demo_c1.pod == "demo-4-demo"
     assert attributor.for_container("d" * 64) is None  # labels do not match
     assert attributor.for_container("e" * 64) is None  # unknown container
-    assert attributor.counters == {"no_process": 0, "host_process": 0, "unknown_container": 1,
-                                   "untargeted": 2, "attributed": 2}
+    assert attributor.counters == {"no_process": 0, "host_process": 0, "sandbox": 0,
+                                   "unknown_container": 1, "untargeted": 2, "attributed": 2}
 
 
 def test_one_enforcer_opted_out_keeps_the_other() -> None:

@@ -163,6 +163,10 @@ def test_runtime_names_the_pod_of_a_running_container(containerd: Containerd) ->
         assert (attribution.profile, attribution.pod, attribution.container) == (
             "demo-profile", "web-0", "c1")
         assert attribution.enforcers == {"apparmor"}  # seccomp opted out by annotation
+        # the pause container is counted as what it is, not as an unknown container
+        chained = Attributor(TargetSet([target]), ChainResolver([resolver, StaticResolver()]))
+        assert chained.for_container(pod.sandbox_id) is None
+        assert (chained.counters["sandbox"], chained.counters["unknown_container"]) == (1, 0)
     finally:
         containerd.remove_pod(pod)
 
