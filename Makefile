@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test lint typecheck unit bench stringlifier clean
+.PHONY: setup test lint typecheck unit bench stringlifier clean cri-stubs
 
 setup:
 	bash scripts/setup.sh
@@ -14,15 +14,15 @@ test: lint typecheck
 	$(PY) -m pytest -q
 
 lint:
-	$(VENV)/bin/ruff check armorflow pipeline agents operator tests bench
+	$(VENV)/bin/ruff check armorflow tests bench
 
-# mypy does not follow setuptools' package-dir mapping, so it checks a tree of symlinks
-# laid out as the installed package is (armorflow/ with pipeline/, agents/, operator/).
 typecheck:
-	@rm -rf build/typecheck && mkdir -p build/typecheck/armorflow
-	@for f in armorflow/*; do ln -s "$(CURDIR)/$$f" build/typecheck/armorflow/; done
-	@for d in pipeline agents operator; do ln -s "$(CURDIR)/$$d" build/typecheck/armorflow/$$d; done
-	cd build/typecheck && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p armorflow
+	$(VENV)/bin/mypy -p armorflow
+
+# The committed CRI modules (armorflow/agents/cri/api_pb2*.py*) from api.proto beside them.
+cri-stubs:
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		armorflow/agents/cri/api.proto
 
 bench:
 	$(PY) bench/pipeline_throughput.py

@@ -9,15 +9,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import signal
 import sys
-import time
 from typing import Annotated
 
 import typer
 
 from armorflow import __version__
 from armorflow.cliopts import BootstrapOpt, KafkaOpt
+from armorflow.signals import stop_requested
 
 app = typer.Typer(
     name="armorflow",
@@ -84,20 +83,12 @@ def broker(
     typer.echo(f"bootstrap servers: {emb.bootstrap_servers}")
     typer.echo(f"export ARMORFLOW_BOOTSTRAP_SERVERS={emb.bootstrap_servers}")
     sys.stdout.flush()
-    stopping = False
-
-    def _stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
     try:
-        while not stopping:
-            if emb.process is None or emb.process.poll() is not None:
-                typer.echo("broker exited unexpectedly", err=True)
-                raise typer.Exit(1)
-            time.sleep(0.2)
+        with stop_requested() as stopping:
+            while not stopping.wait(0.2):
+                if emb.process is None or emb.process.poll() is not None:
+                    typer.echo("broker exited unexpectedly", err=True)
+                    raise typer.Exit(1)
     finally:
         emb.stop()
         typer.echo("broker stopped")

@@ -26,6 +26,39 @@ log = logging.getLogger(__name__)
 #: Events per Kafka message: large enough that per-message costs vanish, small enough
 #: that one message stays far below the broker's message size limit.
 DEFAULT_BATCH = 500
+#: How long librdkafka keeps trying to deliver a message before it reports it failed.
+DEFAULT_MESSAGE_TIMEOUT_MS = 15_000
+
+
+def producer_config(
+    settings: KafkaSettings, *, message_timeout_ms: int = DEFAULT_MESSAGE_TIMEOUT_MS,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The one producer configuration every armorflow producer uses.
+
+    Idempotent with ``acks=all`` (a retried send never duplicates or reorders a
+    profile's messages), zstd (event arrays are repetitive JSON: it shrinks them most),
+    and murmur2 keys as Java clients hash them, so a profile lands in the same partition
+    number of every topic whichever client wrote it. ``extra`` overrides any of them.
+    """
+    conf = settings.librdkafka(
+        **{
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": "zstd",
+            "linger.ms": 20,
+            "batch.num.messages": 10_000,
+            "partitioner": "murmur2_random",
+            "message.timeout.ms": message_timeout_ms,
+            "queue.buffering.max.kbytes": 262_144,
+            "reconnect.backoff.max.ms": 2_000,
+            # Connection failures reach error_cb or the delivery report; librdkafka's own
+            # log would repeat each refused reconnect of an outage on stderr.
+            "log_level": 2,
+        }
+    )
+    conf.update(extra)
+    return conf
 
 
 class DeliveryError(RuntimeError):
@@ -45,19 +78,7 @@ class EventProducer:
     _pending: dict[tuple[str, str], list[Event]] = field(default_factory=lambda: defaultdict(list))
 
     def __post_init__(self) -> None:
-        conf = self.settings.librdkafka(
-            **{
-                "enable.idempotence": True,
-                "acks": "all",
-                "compression.type": "lz4",
-                "linger.ms": 20,
-                "partitioner": "murmur2_random",
-                "batch.num.messages": 10000,
-                "queue.buffering.max.kbytes": 1048576,
-            }
-        )
-        conf.update(self.extra)
-        self._producer = Producer(conf)
+        self._producer = Producer(producer_config(self.settings, **self.extra))
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:

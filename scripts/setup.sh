@@ -52,8 +52,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.armorflow-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  log "installing armorflow (editable) with test extras"
-  "$VENV/bin/pip" install -q -e ".[test]"
+  log "installing armorflow (editable) with the test and train extras"
+  "$VENV/bin/pip" install -q -e ".[test,train]"
   touch "$stamp"
 fi
 
@@ -94,7 +94,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 # --- what the eBPF tracer checks before it loads -----------------------------------------
-# Struct offsets come from the running kernel's BTF (agents/bpf/btf.py), the tracepoints
+# Struct offsets come from the running kernel's BTF (armorflow/agents/bpf/btf.py), the tracepoints
 # from tracefs; say now, not at the first trace, when either is missing.
 if [ ! -r /sys/kernel/btf/vmlinux ]; then
   log "warning: /sys/kernel/btf/vmlinux missing: the eBPF tracer needs a kernel with BTF"

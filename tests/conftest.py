@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from armorflow.broker import EmbeddedBroker
+from armorflow.broker import EmbeddedBroker, running_broker
 
 REPO = Path(__file__).resolve().parents[1]
 # Test helper modules (tests/*_support.py) import by name.
@@ -31,23 +31,38 @@ def shared_dir() -> Path:
     return SHARED
 
 
-def _start(impl: str) -> EmbeddedBroker:
-    return EmbeddedBroker(impl=impl).start()  # type: ignore[arg-type]
+# Every broker a test uses comes from these fixtures, all through running_broker: the
+# session's two implementations, a module's own, and a fresh one a test may stop,
+# kill and start again.
 
 
 @pytest.fixture(scope="session")
 def noida_broker() -> Iterator[EmbeddedBroker]:
     """The embedded default broker, fresh data dir, for the whole session."""
-    broker = _start("noida")
-    yield broker
-    broker.cleanup()
+    with running_broker("noida") as broker:
+        yield broker
 
 
 @pytest.fixture(scope="session")
 def tansu_broker() -> Iterator[EmbeddedBroker]:
-    broker = _start("tansu")
-    yield broker
-    broker.cleanup()
+    with running_broker("tansu") as broker:
+        yield broker
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[EmbeddedBroker]:
+    """A broker of the test module's own (noida): for modules that read whole topics or
+    use the walkthrough's fixed profile names, which must not meet other modules' data."""
+    with running_broker("noida") as own:
+        yield own
+
+
+@pytest.fixture
+def fresh_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A noida broker of this test's own, its data in the test's tmp_path: stop() or
+    kill() it and start() it again on the same port and data (restarts, outages)."""
+    with running_broker("noida", data_dir=tmp_path / "broker") as own:
+        yield own
 
 
 @pytest.fixture(scope="session", params=["noida", "tansu"])

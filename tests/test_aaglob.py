@@ -28,8 +28,7 @@ from armorflow.aaglob import (
     unescape_literal,
     validate,
 )
-from armorflow.render import AppArmorCompileError, compile_binary, compile_check
-from armorflow.render.apparmor_check import parser_path
+from support.apparmor_check import AppArmorCompileError, compile_binary, compile_check, parser_path
 
 HOSTILE = '*?[]{}\\^"@#,/ \n\t\r\x01\x7fab.é€' + "\udcff\udc80"
 

@@ -111,7 +111,7 @@ def test_the_seed_demo_opt_outs() -> None:
     default_c0 = attributor.for_container("a" * 64)
     assert default_c0 is not None and default_c0.profile == "varmor-cluster-varmor-demo-4"
     assert default_c0.allows("file") and default_c0.allows("syscall")
-    assert default_c0.common()["namespace"] == "default"
+    assert default_c0.fields()["namespace"] == "default"
     assert attributor.for_container("b" * 64) is None  # opted out of everything
     demo_c1 = attributor.for_container("c" * 64)
     assert demo_c1 is not None and demo_c1.container == "c1" and demo_c1.pod == "demo-4-demo"

@@ -1,6 +1,6 @@
 """Attribution through the container runtime: a real containerd, pods run over CRI.
 
-The codec tests need nothing; the others start containerd (Debian's, from ``make setup``)
+The stub tests need nothing; the others start containerd (Debian's, from ``make setup``)
 with its own socket and state, run pods the way a kubelet does, and check that the agent
 names each container's pod from the runtime alone, and that the tracer, targeted through
 that, captures a real container's behaviour under its pod's name.
@@ -9,6 +9,8 @@ that, captures a real container's behaviour under its pod's name.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,61 +32,38 @@ from armorflow.agents.attribution import (
     Workload,
     parse_proc_cgroup,
 )
-from armorflow.agents.cri import (
-    CriClient,
-    CriError,
-    CriResolver,
-    decode,
-    get_int,
-    get_map,
-    get_message,
-    get_str,
-    map_field,
-    message_field,
-    string_field,
-    varint_field,
-)
+from armorflow.agents.cri import CriClient, CriError, CriResolver, PodSandbox
+from armorflow.agents.cri import api_pb2 as api
 from armorflow.agents.publish import Publisher
 from armorflow.broker import EmbeddedBroker
 from armorflow.config import KafkaSettings
-from armorflow.testing.containerd import Containerd
+from support.containerd import Containerd
 
-# --- the wire codec ---------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
 
-
-def test_codec_round_trips_the_fields_cri_uses() -> None:
-    labels = {"app": "démo", "io.kubernetes.pod.name": "web-0", "empty": ""}
-    wire = b"".join((string_field(1, "abc"), varint_field(3, 300), varint_field(4, -5),
-                     message_field(2, string_field(1, "inner")), map_field(8, labels)))
-    fields = decode(wire)
-    assert get_str(fields, 1) == "abc"
-    assert get_int(fields, 3) == 300
-    assert get_int(fields, 4) == (1 << 64) - 5  # int64 -5 as the wire carries it
-    assert get_str(get_message(fields, 2), 1) == "inner"
-    assert get_map(fields, 8) == labels
-    # absent fields read as proto3 defaults
-    assert get_str(fields, 9) == "" and get_int(fields, 9) == 0 and get_message(fields, 9) == {}
+# --- the generated stubs -----------------------------------------------------------------------
 
 
-def test_codec_skips_fixed_width_fields_and_rejects_truncation() -> None:
-    fixed64 = bytes([2 << 3 | 1]) + b"\x00" * 8
-    fixed32 = bytes([3 << 3 | 5]) + b"\x00" * 4
-    fields = decode(fixed64 + string_field(1, "kept") + fixed32)
-    assert get_str(fields, 1) == "kept" and set(fields) == {1}
-    whole = string_field(1, "a longer value")
-    for cut in (1, 2, len(whole) - 1):
-        with pytest.raises(CriError):
-            decode(whole[:cut])
-    with pytest.raises(CriError, match="wire type"):
-        decode(bytes([1 << 3 | 3]))  # groups are not protobuf 3
-    with pytest.raises(CriError, match="fixed-width"):
-        decode(fixed64[:5])
-    with pytest.raises(CriError, match="field number 0"):
-        decode(bytes([0 << 3 | 0, 1]))
-    with pytest.raises(CriError, match="varint"):
-        decode(bytes([1 << 3]) + b"\xff" * 11)
-    # a tenth byte's bits past 64 are dropped, not turned into a huge int
-    assert get_int(decode(bytes([1 << 3]) + b"\xff" * 9 + b"\x7f"), 1) == (1 << 64) - 1
+def test_committed_cri_stubs_match_the_proto(tmp_path: Path) -> None:
+    """`make cri-stubs` was run after the last change to api.proto."""
+    proto = "armorflow/agents/cri/api.proto"
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I.", f"--python_out={tmp_path}",
+                    f"--pyi_out={tmp_path}", f"--grpc_python_out={tmp_path}", proto],
+                   cwd=REPO, check=True)
+    for name in ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py"):
+        fresh = (tmp_path / "armorflow/agents/cri" / name).read_text()
+        assert fresh == (REPO / "armorflow/agents/cri" / name).read_text(), name
+
+
+def test_unknown_fields_from_a_newer_runtime_are_skipped() -> None:
+    # A runtime speaks the whole runtime.v1; our subset must read its messages unharmed.
+    sandbox = api.PodSandbox(id="p1", labels={"app": "démo"})
+    sandbox.metadata.name = "web-0"
+    wire = sandbox.SerializeToString()
+    # runtime_handler (7) and a fixed64 field 15 that this subset does not define
+    wire += bytes([7 << 3 | 2, 4]) + b"runc" + bytes([15 << 3 | 1]) + b"\0" * 8
+    back = PodSandbox.from_message(api.PodSandbox.FromString(wire))
+    assert (back.id, back.name, back.labels, back.ready) == ("p1", "web-0", {"app": "démo"}, True)
 
 
 def test_an_unreachable_runtime_is_a_clear_error(tmp_path: Path) -> None:
@@ -307,9 +286,8 @@ def test_two_replicas_run_by_containerd_become_one_compiling_profile(
     """A node as a cluster has it: two replicas of a pod run by containerd, the agent
     finding them through the runtime and tracing them, a pipeline worker merging their
     behaviour into one model, and the rendered AppArmor profile compiling."""
-    from pipeline_support import WorkerProcess, completed, control, model_docs, unique
-
-    from armorflow.render import compile_check
+    from support.apparmor_check import compile_check
+    from support.pipeline import WorkerProcess, completed, control, model_docs, unique
 
     profile = unique("cri-e2e")
     worker = WorkerProcess(noida_broker, unique("cri-e2e"), tmp_path, grace_s=2.0).start()

@@ -68,24 +68,21 @@ def test_round_trip_commit_and_resume(any_broker: EmbeddedBroker) -> None:
     assert sorted(first + rest) == list(range(N))
 
 
-def test_committed_offsets_survive_a_broker_restart() -> None:
-    broker = EmbeddedBroker(impl="noida").start()
-    try:
-        profile = "restart"
-        producer = EventProducer(broker.settings())
-        producer.publish_many(_events(profile, 1_000))
-        producer.flush()
-        first = _consume(broker, "g-restart", profile, limit=1_000)
-        assert len(first) == 1_000
-        broker.stop()  # clean stop persists noida's data dir
-        broker.start(create=False)
-        producer = EventProducer(broker.settings())
-        producer.publish_many(_events(profile, 500, start=1_000))
-        producer.flush()
-        rest = _consume(broker, "g-restart", profile)
-        assert sorted(rest) == list(range(1_000, 1_500))
-    finally:
-        broker.cleanup()
+def test_committed_offsets_survive_a_broker_restart(fresh_broker: EmbeddedBroker) -> None:
+    broker = fresh_broker
+    profile = "restart"
+    producer = EventProducer(broker.settings())
+    producer.publish_many(_events(profile, 1_000))
+    producer.flush()
+    first = _consume(broker, "g-restart", profile, limit=1_000)
+    assert len(first) == 1_000
+    broker.stop()  # clean stop persists noida's data dir
+    broker.start(create=False)
+    producer = EventProducer(broker.settings())
+    producer.publish_many(_events(profile, 500, start=1_000))
+    producer.flush()
+    rest = _consume(broker, "g-restart", profile)
+    assert sorted(rest) == list(range(1_000, 1_500))
 
 
 def test_batched_messages_carry_many_events(noida_broker: EmbeddedBroker) -> None:

@@ -48,7 +48,7 @@ def test_training_is_reproducible(small_info_dir: Path, tmp_path: Path) -> None:
 
 
 def test_shipped_model_small_and_versioned() -> None:
-    from armorflow.pipeline.classifier.model import DEFAULT_MODEL_PATH
+    from armorflow.pipeline.classifier.span_model import DEFAULT_MODEL_PATH
 
     assert DEFAULT_MODEL_PATH.stat().st_size < 2 * 1024 * 1024
     assert load_default().model.meta["generators"]

@@ -16,7 +16,7 @@ import yaml
 
 from armorflow.demo import PROFILE, recording_path
 from armorflow.events import Rejects, read_events
-from armorflow.render import compile_check
+from support.apparmor_check import compile_check
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

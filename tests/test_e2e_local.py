@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_support import WorkerProcess, completed, control, model_docs, unique
 
 from armorflow.broker import EmbeddedBroker
-from armorflow.render import compile_check
+from support.apparmor_check import compile_check
+from support.pipeline import WorkerProcess, completed, control, model_docs, unique
 
 pytestmark = [pytest.mark.broker, pytest.mark.root, pytest.mark.slow]
 
@@ -61,7 +61,8 @@ def test_workload_traced_with_ebpf_runs_under_its_own_seccomp_profile(tmp_path: 
         pytest.fail("the eBPF tracer needs root (CI runs as root)")
     from armorflow.events import read_events
     from armorflow.model import reduce_events
-    from armorflow.render import apply_seccomp_and_exec, render_seccomp
+    from armorflow.render import render_seccomp
+    from support.seccomp_apply import apply_seccomp_and_exec
 
     command = ["sh", "-c", "cat /etc/hostname; id -u; ls /"]
     recording = tmp_path / "workload.jsonl"

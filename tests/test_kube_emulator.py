@@ -1,4 +1,4 @@
-"""The Kubernetes API emulator (armorflow.testing), exercised through the official client
+"""The Kubernetes API emulator (support), exercised through the official client
 over HTTP, and through the real kubectl where kubectl is the point."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client, dynamic, watch
 from kubernetes.client.exceptions import ApiException
 
-from armorflow.testing import (
+from support import (
     CHART_CRDS,
     ETCD_TOO_LARGE,
     MAX_REQUEST_BYTES,

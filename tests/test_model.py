@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import random
 
-from pipeline_support import workload
-
 from armorflow.aaglob import matches
 from armorflow.model import BehaviourModel, reduce_events
+from support.pipeline import workload
 
 
 def test_merge_is_commutative_and_idempotent() -> None:

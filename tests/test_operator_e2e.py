@@ -1,5 +1,5 @@
 """The walkthrough's steps 1, 2, 3, 5 and 6 against the project's Kubernetes API emulator
-(``armorflow.testing.kube``), driven with the real ``kubectl``, with the real
+(``support.kube``), driven with the real ``kubectl``, with the real
 ``armorflow operator`` process and a real embedded broker.
 
 Step 2 creates the seed's VarmorClusterPolicy; step 3 expects `Modeling`, `ready: true`
@@ -29,8 +29,9 @@ from confluent_kafka import Consumer
 from armorflow.broker import EmbeddedBroker, free_port
 from armorflow.control import Control, decode_control, make_status
 from armorflow.kafka import EventProducer, make_consumer
-from armorflow.testing.kube import KubeEmulator, kube_emulator
 from armorflow.topics import CONTROL_TOPIC, STATUS_TOPIC, TARGETS_TOPIC
+from support.kube import KubeEmulator, kube_emulator
+from support.waiting import wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -137,14 +138,6 @@ def table(text: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[EmbeddedBroker]:
-    """This module's own broker: the walkthrough's profile name must not meet other tests'."""
-    emb = EmbeddedBroker(impl="noida").start()
-    yield emb
-    emb.cleanup()
-
-
-@pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The project's Kubernetes API emulator with the chart's CRDs, over HTTP."""
     for kube in kube_emulator([CRDS], workdir=tmp_path_factory.mktemp("kube")):
@@ -192,18 +185,6 @@ def running_operator(emulator: Cluster, broker: EmbeddedBroker, workdir: Path
         text = log.read_text(errors="replace")
         print(text[-6000:])  # shown by pytest when a test of this module failed
 
-
-def wait_for(what: str, probe: Callable[[], Any], timeout_s: float = 30.0,
-             proc: subprocess.Popen[bytes] | None = None) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the operator exited with {proc.returncode} while waiting for {what}")
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def healthy(port: int) -> bool:
@@ -502,9 +483,8 @@ def test_the_real_pipeline_completes_the_policy(
     """
     import base64
 
-    from pipeline_support import WorkerProcess, publish, workload
-
-    from armorflow.render.apparmor_check import compile_check
+    from support.apparmor_check import compile_check
+    from support.pipeline import WorkerProcess, publish, workload
 
     worker = WorkerProcess(
         broker, app_id=f"e2e-{time.time_ns()}", workdir=tmp_path, grace_s=1.0,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -14,7 +13,7 @@ from armorflow.broker import EmbeddedBroker
 from armorflow.control import decode_control, make_control, make_status
 from armorflow.kafka import EventProducer, make_consumer
 from armorflow.operator.messaging import (
-    Publisher,
+    ControlPublisher,
     StatusError,
     StatusListener,
     StatusReport,
@@ -24,14 +23,6 @@ from armorflow.operator.service import read_active_targets
 from armorflow.topics import CONTROL_TOPIC, STATUS_TOPIC
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[EmbeddedBroker]:
-    """A broker of this module's own: the profile names here are the walkthrough's."""
-    emb = EmbeddedBroker(impl="noida").start()
-    yield emb
-    emb.cleanup()
 
 
 def test_parse_status_rejects_clearly() -> None:
@@ -74,7 +65,7 @@ def test_status_listener_keeps_good_reports_around_bad_ones(broker: EmbeddedBrok
 
 
 def test_publisher_and_active_targets(broker: EmbeddedBroker) -> None:
-    publisher = Publisher(broker.settings())
+    publisher = ControlPublisher(broker.settings())
     publisher.control(make_control("start", "varmor-demo-x", duration_s=60))
     publisher.targets("varmor-demo-x", {"v": 1, "profile": "varmor-demo-x", "active": True})
     publisher.targets("varmor-demo-y", {"v": 1, "profile": "varmor-demo-y", "active": True})

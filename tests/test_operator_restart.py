@@ -8,7 +8,7 @@ a real embedded broker; one service at a time, as the chart runs one replica.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,8 +20,9 @@ from armorflow.control import Control, decode_control
 from armorflow.kafka import make_consumer
 from armorflow.operator.kube import Kube
 from armorflow.operator.service import OperatorService
-from armorflow.testing.kube import KubeEmulator, kube_emulator
 from armorflow.topics import CONTROL_TOPIC
+from support.kube import KubeEmulator, kube_emulator
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -38,25 +39,9 @@ POLICY = {
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[EmbeddedBroker]:
-    emb = EmbeddedBroker(impl="noida").start()
-    yield emb
-    emb.cleanup()
-
-
-@pytest.fixture(scope="module")
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEmulator]:
     yield from kube_emulator(workdir=tmp_path_factory.mktemp("kube"))
 
-
-def wait_for(what: str, probe: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def controls(broker: EmbeddedBroker) -> list[Control]:

@@ -15,18 +15,18 @@ from __future__ import annotations
 import base64
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from pipeline_support import WorkerProcess, publish, workload
 
 from armorflow.broker import EmbeddedBroker
 from armorflow.operator.kube import Kube
 from armorflow.operator.service import OperatorService
-from armorflow.render.apparmor_check import compile_check
-from armorflow.testing.kube import KubeEmulator, kube_emulator
+from support.apparmor_check import compile_check
+from support.kube import KubeEmulator, kube_emulator
+from support.pipeline import WorkerProcess, publish, workload
+from support.waiting import wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -56,25 +56,9 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[EmbeddedBroker]:
-    emb = EmbeddedBroker(impl="noida").start()
-    yield emb
-    emb.cleanup()
-
-
-@pytest.fixture(scope="module")
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEmulator]:
     yield from kube_emulator(workdir=tmp_path_factory.mktemp("kube"))
 
-
-def wait_for(what: str, probe: Callable[[], Any], timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def test_step5_duration_1_completes_the_policy(
@@ -103,7 +87,7 @@ def test_step5_duration_1_completes_the_policy(
         # step 2
         kubectl("create", "--validate=false", "-f", "-", stdin=SEED_POLICY)
         # step 3
-        wait_for("Modeling", lambda: phase() == "Modeling")
+        wait_for("Modeling", lambda: phase() == "Modeling", timeout_s=60.0, interval_s=0.2)
         start_ts = int(kubectl("get", "vcpol", "demo-4", "-o",
                                "jsonpath={.status.modeling.startTs}"))
         # step 4: what the workloads did, stamped inside the window
@@ -116,7 +100,7 @@ def test_step5_duration_1_completes_the_policy(
                 '[{"op": "replace", "path": "/spec/policy/modelingOptions/duration", '
                 '"value":1}]')
         patched = time.monotonic()
-        wait_for("Completed", lambda: phase() == "Completed")
+        wait_for("Completed", lambda: phase() == "Completed", timeout_s=60.0, interval_s=0.2)
         print(f"duration patched to 1 -> Completed: {time.monotonic() - patched:.1f}s")
         shown = kubectl("get", "vcpol", "demo-4")
         print(shown)

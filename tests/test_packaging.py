@@ -1,4 +1,5 @@
-"""One import namespace, every package folder shipped, and a CLI whose verbs all answer --help."""
+"""Folders are import paths, the wheel ships what the runtime needs and imports no test or
+training extra, and every CLI verb answers --help."""
 
 from __future__ import annotations
 
@@ -13,32 +14,64 @@ import typer.main
 from armorflow.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = {"armorflow": "armorflow", "pipeline": "armorflow.pipeline",
-           "agents": "armorflow.agents", "operator": "armorflow.operator"}
+#: Installed only with the test or train extras: the runtime must never import them.
+TEST_ONLY = ("pytest", "hypothesis", "kmock", "kopf", "jsonschema", "jsonpatch",
+             "kubernetes_validate", "grpc_tools", "sklearn", "numpy", "seccomp", "support")
+
+_IMPORT_FROM_WHEEL = """
+import importlib.abc, sys
+blocked = set(sys.argv[2].split(","))
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ImportError(f"test-only module imported: {name}")
+        return None
+sys.meta_path.insert(0, Block())
+sys.path.insert(0, sys.argv[1])
+import armorflow, armorflow.pipeline, armorflow.agents, armorflow.operator
+import armorflow.cli, armorflow.pipeline.worker, armorflow.agents.agent, armorflow.agents.cri
+import armorflow.operator.service, armorflow.pipeline.classifier
+from armorflow.pipeline.classifier import load_default
+load_default()  # the shipped trees, read without the training extra
+print(armorflow.__file__)
+"""
 
 
-def test_every_package_folder_is_listed() -> None:
+def test_the_wheel_imports_without_test_or_train_dependencies(tmp_path: Path) -> None:
+    """Build the wheel, install it alone, import every component with test-only modules
+    blocked: the layout ships what the runtime needs and nothing reaches for an extra."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", str(tmp_path / "dist"), str(REPO)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("armorflow-*.whl"))
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+    out = subprocess.run([sys.executable, "-P", "-c", _IMPORT_FROM_WHEEL, str(target),
+                          ",".join(TEST_ONLY)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith(str(target))
+    shipped = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
+    for data in ("armorflow/agents/bpf/common.h", "armorflow/agents/cri/api.proto",
+                 "armorflow/pipeline/classifier/span_model.json.gz", "armorflow/data/demo-4.jsonl",
+                 "armorflow/py.typed"):
+        assert data in shipped
+
+
+def test_folders_are_import_paths() -> None:
+    """No package-dir map: every package is the folder its name says, under armorflow/."""
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    listed = set(config["packages"])
-    found = set()
-    for folder, package in FOLDERS.items():
-        for init in (REPO / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(REPO / folder).parts
-            found.add(".".join((package, *rel)))
-    assert found == listed
-    assert config["package-dir"] == {package: folder for folder, package in FOLDERS.items()}
+    assert "package-dir" not in config
+    for component in ("pipeline", "agents", "operator"):
+        assert (REPO / "armorflow" / component / "__init__.py").is_file()
+        # The top-level folder is a pointer for readers, never a second package.
+        assert not (REPO / component / "__init__.py").exists()
+        assert "armorflow/" + component in (REPO / component / "README.md").read_text()
 
 
 def test_stdlib_operator_is_not_shadowed() -> None:
-    # Run from the repository root, where a folder named operator/ exists.
-    out = subprocess.run(
-        [sys.executable, "-c", "import operator, armorflow.operator as o; "
-         "print(operator.itemgetter(0)([7]), o.__name__)"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    )
-    assert out.stdout.split() == ["7", "armorflow.operator"]
-    # Without site, nothing has imported the standard module before the current directory
-    # is searched, so the folder is found first: it must hand the real module over.
+    # From the repository root, with the current directory first on sys.path and no site.
     bare = subprocess.run(
         [sys.executable, "-S", "-c", "import operator, collections; "
          "print(operator.itemgetter(0)([7]), operator.__file__.endswith('operator.py'))"],

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from pipeline_support import (
+
+from armorflow.broker import EmbeddedBroker
+from armorflow.events import make_event
+from armorflow.model import BehaviourModel
+from armorflow.pipeline.offline import model_recording
+from armorflow.pipeline.stages import Stages
+from support.pipeline import (
     WorkerProcess,
     completed,
     control,
@@ -23,12 +29,6 @@ from pipeline_support import (
     unique,
     workload,
 )
-
-from armorflow.broker import EmbeddedBroker
-from armorflow.events import make_event
-from armorflow.model import BehaviourModel
-from armorflow.pipeline.offline import model_recording
-from armorflow.pipeline.stages import Stages
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -201,10 +201,9 @@ def test_a_window_that_cannot_be_rendered_does_not_block_the_others(
         control(noida_broker, "start", p, duration_s=2, start_ts=start)
         publish(noida_broker, workload(p, start + 1)[:20])
     completed(noida_broker, good, timeout_s=30)
-    from pipeline_support import wait_for
-
     from armorflow.topics import STATUS_TOPIC
+    from support.pipeline import wait_for_message
 
-    status = wait_for(noida_broker, STATUS_TOPIC,
+    status = wait_for_message(noida_broker, STATUS_TOPIC,
                       lambda v: v.get("profile") == bad and "closing failed" in v["message"])
     assert "DNS" in status["message"] or "name" in status["message"]

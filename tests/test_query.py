@@ -8,7 +8,6 @@ import io
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -139,14 +138,6 @@ def test_bad_sql_is_a_clear_error() -> None:
     result = CliRunner().invoke(app, ["query", "SELECT nope FROM events", "--from", str(EXAMPLE)])
     assert result.exit_code == 2
     assert "query failed" in result.stderr
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[EmbeddedBroker]:
-    """A broker of this module's own: a snapshot reads only what this module published."""
-    own = EmbeddedBroker(impl="noida").start()
-    yield own
-    own.cleanup()
 
 
 @pytest.mark.broker

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,15 +38,6 @@ T0 = 1_780_000_000 * S
 def _flat(text: str) -> str:
     """Terminal output without rich's box drawing and line wrapping."""
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[EmbeddedBroker]:
-    """A broker of this module's own: snapshots read only what these tests published,
-    however much the rest of the suite left on the shared one."""
-    own = EmbeddedBroker(impl="noida").start()
-    yield own
-    own.cleanup()
 
 
 def _mixed_events(profiles: list[str], n: int, seed: int = 7) -> list[Event]:

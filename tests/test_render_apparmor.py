@@ -10,12 +10,8 @@ import pytest
 from armorflow.aaglob import escape_literal
 from armorflow.events import make_event
 from armorflow.model import BehaviourModel, reduce_events
-from armorflow.render import (
-    ProfileNameError,
-    RenderOptions,
-    compile_check,
-    render_apparmor,
-)
+from armorflow.render import ProfileNameError, RenderOptions, render_apparmor
+from support.apparmor_check import compile_check
 
 NAME = "varmor-cluster-varmor-demo-4"
 

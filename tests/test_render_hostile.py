@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from armorflow.aaglob import escape_literal, matches
 from armorflow.model import BehaviourModel
-from armorflow.render import compile_binary, render_apparmor
+from armorflow.render import render_apparmor
+from support.apparmor_check import compile_binary
 
 BATCHES = 100
 PER_BATCH = 100

@@ -15,15 +15,9 @@ from pathlib import Path
 import pytest
 
 from armorflow.model import BehaviourModel
-from armorflow.render import (
-    RUNTIME_SYSCALLS,
-    Drops,
-    apply_seccomp_and_exec,
-    build_filter,
-    render_seccomp,
-    seccomp_json,
-)
+from armorflow.render import RUNTIME_SYSCALLS, Drops, render_seccomp, seccomp_json
 from armorflow.render.seccomp import ARCHITECTURES
+from support.seccomp_apply import apply_seccomp_and_exec, build_filter
 
 
 def workload(tmp_path: Path) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from armorflow.render import compile_check
 from armorflow.render.vocab import (
     CAPABILITIES,
     FAMILIES,
@@ -15,6 +14,7 @@ from armorflow.render.vocab import (
     signal_name,
     sock_type_name,
 )
+from support.apparmor_check import compile_check
 
 
 def _profile(*rules: str) -> str:

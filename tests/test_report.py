@@ -19,8 +19,9 @@ from armorflow.aaglob import escape_literal
 from armorflow.cli import app
 from armorflow.events import read_events
 from armorflow.model import BehaviourModel, reduce_events
-from armorflow.render import compile_check, render_apparmor
+from armorflow.render import render_apparmor
 from armorflow.users.report import load_models
+from support.apparmor_check import compile_check
 
 RECORDING = Path(__file__).resolve().parents[1] / "docs" / "query-example.jsonl"
 DB, WEB = "varmor-default-db", "varmor-default-web"

@@ -32,7 +32,7 @@ from armorflow.resource import (
     read_resource,
     resource_namespace,
 )
-from armorflow.testing import CHART_CRDS, ResourceType, types_from_crd
+from support import CHART_CRDS, ResourceType, types_from_crd
 
 NAME = "varmor-cluster-varmor-demo-4"
 CLUSTER_POLICY = PolicyRef("VarmorClusterPolicy", "", "demo-4", uid="0f6c1c1e-uid")

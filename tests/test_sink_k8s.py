@@ -18,11 +18,10 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from test_resource import demo_model, library_model
 
 from armorflow.model import BehaviourModel
 from armorflow.pipeline.sink import CompletedModel, PolicyRef, completed_from_window, open_sink
-from armorflow.render import compile_check, render_apparmor, render_seccomp
+from armorflow.render import render_apparmor, render_seccomp
 from armorflow.resource import (
     GROUP,
     PLURAL,
@@ -34,7 +33,9 @@ from armorflow.resource import (
     VERSION,
     read_resource,
 )
-from armorflow.testing import CHART_CRDS, KubeEmulator
+from support import CHART_CRDS, KubeEmulator
+from support.apparmor_check import compile_check
+from test_resource import demo_model, library_model
 
 REPO = Path(__file__).resolve().parents[1]
 KUBECTL = REPO / ".tools" / "bin" / "kubectl"

@@ -3,10 +3,9 @@ buckets they touched."""
 
 from __future__ import annotations
 
-from pipeline_support import workload
-
 from armorflow.model import BehaviourModel
 from armorflow.pipeline.state import BUCKETS, ModelRows
+from support.pipeline import workload
 
 
 def test_rows_round_trip_a_model() -> None:

@@ -27,6 +27,7 @@ import typer
 from armorflow.cliopts import BootstrapOpt, KafkaOpt
 from armorflow.config import KafkaSettings
 from armorflow.events import Event, Rejects, open_recording
+from armorflow.signals import on_stop
 from armorflow.users.progress import event_progress
 from armorflow.users.timespec import TimeSpecError, Until, parse_until
 from armorflow.users.topicread import (
@@ -269,18 +270,16 @@ def record(
                               "what was read", highlight=False)
 
         # SIGTERM ends a live recording as Ctrl-C does: what was read is written out.
-        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            result = record_topics(
-                settings, wanted, out, from_beginning=from_beginning, until=bound,
-                max_events=max_events, sort_buffer=sort_buffer, on_progress=_progress,
-                on_ready=_ready,
-            )
+            with on_stop(_interrupt, (signal.SIGTERM,)):
+                result = record_topics(
+                    settings, wanted, out, from_beginning=from_beginning, until=bound,
+                    max_events=max_events, sort_buffer=sort_buffer, on_progress=_progress,
+                    on_ready=_ready,
+                )
         except BrokerUnreachable as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from None
-        finally:
-            signal.signal(signal.SIGTERM, previous)
     kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(result.by_kind.items())) or "none"
     typer.echo(
         f"recorded {result.events:,} events ({kinds}) from {result.messages:,} messages "
@@ -295,7 +294,7 @@ def record(
     _report_rejects(result.rejects, "message item")
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(signum: int) -> None:
     raise KeyboardInterrupt
 
 

@@ -1,0 +1,189 @@
+"""PathClassifier: literal path -> AppArmor glob with random parts replaced by ``*``.
+
+Order of decisions for each segment: tree conventions (/proc, /sys/devices, container
+layer stores), then format rules (uuid, hex digests, kubelet dirs), then the span model.
+Results are memoised per distinct segment (the model only ever looks at one segment), so
+a pipeline that sees the same names again pays a dict lookup per segment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import cast
+
+from armorflow.aaglob import escape_literal
+from armorflow.pipeline.classifier.rules import layer_rule, proc_rule, segment_rule
+from armorflow.pipeline.classifier.span_model import DEFAULT_MODEL_PATH, SpanModel
+from armorflow.pipeline.classifier.templates import TemplateMemo
+
+#: Memo of segments the classifier kept as they are. They recur (library files, config
+#: names), so they are worth a large memo, and their number grows with the distinct
+#: behaviour of the workloads, not with the events. Past this many it starts over.
+_STABLE_CACHE_MAX = 1 << 18
+#: Segments per generation of the memo of collapsed segments. Those are mostly random
+#: names that never come back, so that memo stays small: two generations, a full one
+#: becoming the old one and the oldest dropped, a name found in the old one carried over.
+#: Keyed by every random temp name, one memo would grow with the events a worker sees.
+_COLLAPSED_CACHE_GENERATION = 32_768
+#: First path components under which /proc and /sys conventions apply.
+_CONTEXT_ROOTS = frozenset({"proc", "sys"})
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why one segment came out the way it did."""
+
+    segment: str
+    #: Name of the rule that decided, or ``"model"`` / ``"lexicon"`` / ``"literal"``.
+    rule: str
+    #: Model probability of the best random span (None when no model score was needed).
+    score: float | None
+    result: str
+
+
+def render(seg: str, spans: list[tuple[int, int]]) -> str:
+    """Escape the literal pieces of ``seg`` and put ``*`` where the spans are."""
+    out: list[str] = []
+    pos = 0
+    for i, j in spans:
+        out.append(escape_literal(seg[pos:i]))
+        out.append("*")
+        pos = j
+    out.append(escape_literal(seg[pos:]))
+    return "".join(out)
+
+
+class PathClassifier:
+    def __init__(self, model: SpanModel, *, sys_devices_glob: bool = True) -> None:
+        self.model = model
+        #: Collapse everything below /sys/devices/ to ``/sys/devices/**`` (device topology
+        #: differs per node; the kernel paths below it are not worth listing one by one).
+        self.sys_devices_glob = sys_devices_glob
+        self._cache: dict[str, str] = {}  # stable segments: result is the escaped segment
+        self._collapsed: dict[str, str] = {}
+        self._old_collapsed: dict[str, str] = {}
+        #: Shapes of random names the model already decided (cheap cold path for the
+        #: many names one generator produces; see :mod:`templates`).
+        self.templates = TemplateMemo(
+            model.lexicon.is_word,
+            lambda w: model.word_score(w) >= model.gate,
+            lambda w: model.lexicon.cover(w)[0],
+        )
+
+    @classmethod
+    def load_default(cls) -> PathClassifier:
+        """Same as the module-level :func:`load_default` (shared, cached instance)."""
+        return load_default()
+
+    # -- one segment, no context ------------------------------------------------------
+    def _decide(self, seg: str) -> Explanation:
+        if not seg:
+            return Explanation(seg, "literal", None, seg)
+        ruled = segment_rule(seg)
+        if ruled is not None:
+            name, spans = ruled
+            return Explanation(seg, name, None, render(seg, spans))
+        if self.model.obviously_stable(seg):
+            return Explanation(seg, "lexicon", None, escape_literal(seg))
+        known = self.templates.match(seg)
+        if known is not None:
+            return Explanation(seg, "template", None, render(seg, [known]))
+        best = self.model.best_span(seg)
+        if best is None:
+            # No word scored random enough to be worth a span search.
+            return Explanation(seg, "word-gate", None, escape_literal(seg))
+        i, j, p = best
+        if p >= self.model.threshold:
+            self.templates.learn(seg, i, j)
+            return Explanation(seg, "model", p, render(seg, [(i, j)]))
+        return Explanation(seg, "model", p, escape_literal(seg))
+
+    def _segment(self, seg: str) -> str:
+        hit = self._cache.get(seg)
+        if hit is None:
+            hit = self._collapsed.get(seg)
+        if hit is not None:
+            return hit
+        hit = self._old_collapsed.get(seg)
+        if hit is None:
+            hit = self._decide(seg).result
+        if hit == escape_literal(seg):  # kept as it is (a literal "*" comes out escaped)
+            if len(self._cache) >= _STABLE_CACHE_MAX:
+                self._cache.clear()
+            self._cache[seg] = hit
+            return hit
+        if len(self._collapsed) >= _COLLAPSED_CACHE_GENERATION:
+            self._old_collapsed, self._collapsed = self._collapsed, {}
+        self._collapsed[seg] = hit
+        return hit
+
+    # -- context conventions ---------------------------------------------------------
+    def _context_rule(self, parts: list[str], idx: int) -> str | None:
+        if idx < 1 or not parts[idx]:
+            return None
+        if parts[1] == "proc" and idx >= 2:
+            return proc_rule(parts, idx)
+        if (
+            parts[0] == ""
+            and parts[1].isdigit()
+            and len(parts) > 2
+            and parts[2] in self.model.proc_entries
+        ):
+            # procfs mounted elsewhere or seen from a chroot: ``/10676/task/10676/...``.
+            return "procfs <pid>" if idx == 1 else proc_rule(parts, idx)
+        return layer_rule(parts, idx) if idx >= 3 else None
+
+    def _sys_devices(self, parts: list[str]) -> bool:
+        return (
+            self.sys_devices_glob
+            and len(parts) > 3
+            and parts[0] == ""
+            and parts[1] == "sys"
+            and parts[2] == "devices"
+            and any(parts[3:])
+        )
+
+    # -- public API ------------------------------------------------------------------
+    def collapse(self, path: str) -> str:
+        """The AppArmor glob for ``path`` (matches ``path``; random parts are ``*``)."""
+        parts = path.split("/")
+        # Only these trees have context conventions; the substring test keeps the common
+        # path (no context) at one C-level scan.
+        if len(parts) > 2 and (
+            parts[1] in _CONTEXT_ROOTS or parts[1].isdigit() or "/overlay" in path
+        ):
+            if self._sys_devices(parts):
+                return "/sys/devices/**"
+            out = []
+            for idx, seg in enumerate(parts):
+                if self._context_rule(parts, idx) is not None:
+                    # Later context checks look at the raw parent name ("task"), not "*".
+                    out.append("*")
+                else:
+                    out.append(self._segment(seg))
+            return "/".join(out)
+        hits = list(map(self._cache.get, parts))
+        if None in hits:
+            seg_fn = self._segment
+            return "/".join([seg_fn(s) for s in parts])
+        return "/".join(cast(list[str], hits))
+
+    def explain(self, path: str) -> list[Explanation]:
+        """One Explanation per non-empty segment (or one for the /sys/devices convention)."""
+        parts = path.split("/")
+        if self._sys_devices(parts):
+            return [Explanation(path, "/sys/devices/** convention", None, "/sys/devices/**")]
+        out: list[Explanation] = []
+        for idx, seg in enumerate(parts):
+            if not seg:
+                continue
+            rule = self._context_rule(parts, idx) if len(parts) > 2 else None
+            out.append(Explanation(seg, rule, None, "*") if rule else self._decide(seg))
+        return out
+
+
+@lru_cache(maxsize=1)
+def load_default() -> PathClassifier:
+    """The classifier with the model shipped in the package (loaded once per process)."""
+    return PathClassifier(SpanModel.load(DEFAULT_MODEL_PATH))
