@@ -14,11 +14,14 @@ A control message opens, changes, closes or forgets one profile's modeling windo
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import orjson
+
+from armorflow.names import InvalidName, check_namespace, check_profile_name
 
 ControlType = Literal["start", "update", "stop", "delete"]
 CONTROL_TYPES: Final = ("start", "update", "stop", "delete")
@@ -27,8 +30,16 @@ ENFORCERS: Final = frozenset(
      "AppArmorBPFSeccomp"}
 )
 
+#: Longest modeling window: a year. A longer one is a mistake or an attack, and with the
+#: timestamp bound below it keeps every window end within a signed 64-bit integer.
+MAX_DURATION_S: Final = 366 * 86_400.0
+#: Latest accepted timestamp (ns since the epoch): the year 2200.
+MAX_TIMESTAMP_NS: Final = 7_258_118_400 * 1_000_000_000
+
 PHASE_MODELING: Final = "Modeling"
 PHASE_COMPLETED: Final = "Completed"
+#: The window ended without a model (it could not be written); the status says why.
+PHASE_FAILED: Final = "Failed"
 
 
 class ControlError(ValueError):
@@ -113,19 +124,21 @@ def parse_control(data: Any) -> Control:
     profile = data.get("profile")
     if not isinstance(profile, str) or not profile:
         raise ControlError("profile must be a non-empty string")
-    ts = data.get("ts")
-    if not isinstance(ts, int) or isinstance(ts, bool):
-        raise ControlError("ts must be an integer (ns since the epoch)")
+    namespace = data.get("namespace") or "varmor"
+    try:
+        check_profile_name(profile)
+        check_namespace(namespace if isinstance(namespace, str) else "")
+    except InvalidName as exc:
+        raise ControlError(str(exc)) from None
+    ts = _timestamp(data.get("ts"), "ts")
     duration = data.get("duration_s")
-    if duration is not None and (
-        isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0
-    ):
-        raise ControlError("duration_s must be a non-negative number")
+    if duration is not None:
+        duration = check_duration(duration)
     if type_ in ("start", "update") and duration is None:
         raise ControlError(f"{type_} needs duration_s")
     start_ts = data.get("start_ts")
-    if type_ == "start" and (not isinstance(start_ts, int) or isinstance(start_ts, bool)):
-        raise ControlError("start needs an integer start_ts")
+    if type_ == "start" or start_ts is not None:
+        start_ts = _timestamp(start_ts, "start_ts")
     enforcer = str(data.get("enforcer") or "AppArmorSeccomp")
     if enforcer not in ENFORCERS:
         raise ControlError(f"enforcer {enforcer!r} is not one of {sorted(ENFORCERS)}")
@@ -134,11 +147,30 @@ def parse_control(data: Any) -> Control:
         profile=profile,
         ts=ts,
         policy=PolicyRef.parse(data.get("policy")),
-        namespace=str(data.get("namespace") or "varmor"),
+        namespace=namespace,
         enforcer=enforcer,
         duration_s=float(duration) if duration is not None else None,
-        start_ts=start_ts if isinstance(start_ts, int) else None,
+        start_ts=start_ts,
     )
+
+
+def check_duration(value: object) -> float:
+    """A window duration in seconds: finite, ``0 <= value <= MAX_DURATION_S``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ControlError("duration_s must be a number of seconds")
+    if not math.isfinite(value) or not 0 <= value <= MAX_DURATION_S:
+        raise ControlError(f"duration_s must be between 0 and {MAX_DURATION_S:.0f} seconds "
+                           f"({MAX_DURATION_S / 86_400:.0f} days), not {value!r}")
+    return float(value)
+
+
+def _timestamp(value: object, name: str) -> int:
+    """A time in ns since the epoch that any window arithmetic keeps within int64."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ControlError(f"{name} must be an integer (ns since the epoch)")
+    if not 0 <= value <= MAX_TIMESTAMP_NS:
+        raise ControlError(f"{name} {value} is outside 0 .. {MAX_TIMESTAMP_NS} ns")
+    return value
 
 
 def decode_control(value: bytes) -> Control:

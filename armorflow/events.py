@@ -21,6 +21,8 @@ from typing import IO, Annotated, Any, Final, Literal, Union, cast
 import msgspec
 import orjson
 
+from armorflow.names import InvalidName, check_namespace, check_profile_name
+
 SCHEMA_VERSION: Final = 1
 
 #: Largest encoded event (or recorded line) accepted; anything longer is hostile or broken.
@@ -93,16 +95,19 @@ BEHAVIOUR_FIELDS: Final[dict[str, tuple[str, ...]]] = {
 class EventError(ValueError):
     """An event that does not follow the schema; says which field and why."""
 
-    def __init__(self, reason: str, *, field: str | None = None, line: int | None = None):
+    def __init__(self, reason: str, *, field: str | None = None, line: int | None = None,
+                 code: str = "invalid_event"):
         self.reason = reason
         self.field = field
         self.line = line
+        #: A short counter key for stats and metrics (``invalid_profile``, ...).
+        self.code = code
         where = f"line {line}: " if line is not None else ""
         what = f"field {field!r}: " if field else ""
         super().__init__(f"{where}{what}{reason}")
 
     def at_line(self, line: int) -> EventError:
-        return EventError(self.reason, field=self.field, line=line)
+        return EventError(self.reason, field=self.field, line=line, code=self.code)
 
 
 def _check_type(obj: Event, name: str, expected: type) -> None:
@@ -139,6 +144,7 @@ def validate(obj: object) -> Event:
         event: Event = obj  # type: ignore[assignment]
         if event["v"] != SCHEMA_VERSION or not event["profile"] or event["ts"] < 0:
             return _validate_slow(obj)
+        check_names(event["profile"], event["namespace"])
         for name, allowed in _ENUM_BY_KIND[kind]:
             if event[name] not in allowed:
                 return _validate_slow(obj)
@@ -158,6 +164,18 @@ def validate(obj: object) -> Event:
         return _validate_slow(obj)
 
 
+def check_names(profile: str, namespace: str) -> None:
+    """The event's profile and (when set) namespace are safe names
+    (:mod:`armorflow.names`); else :class:`EventError` with the name's reason."""
+    try:
+        check_profile_name(profile)
+        if namespace:
+            check_namespace(namespace)
+    except InvalidName as exc:
+        field = "namespace" if exc.reason == "invalid_namespace" else "profile"
+        raise EventError(str(exc), field=field, code=exc.reason) from None
+
+
 def _validate_slow(obj: object) -> Event:
     """Field-by-field validation that names what is wrong."""
     if not isinstance(obj, dict):
@@ -174,6 +192,7 @@ def _validate_slow(obj: object) -> Event:
         raise EventError(f"unknown kind {kind!r}", field="kind")
     if not obj["profile"]:
         raise EventError("must not be empty", field="profile")
+    check_names(obj["profile"], obj["namespace"])
     if obj["ts"] < 0:
         raise EventError("must be >= 0 (ns since the epoch)", field="ts")
     for name, expected in specific.items():

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ import orjson
 
 from armorflow.control import PolicyRef
 from armorflow.model import BehaviourModel
+from armorflow.names import InvalidName, path_under
 from armorflow.render.seccomp import seccomp_json
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ STORED_NONE: Final = "NotStored"
 #: The JSON budget of a whole resource: etcd's 1.5 MiB limit less room for the server's
 #: metadata (managedFields, annotations) and the status.
 DEFAULT_BUDGET: Final = 1_400_000
+#: No size limit (the file sink).
+NO_BUDGET: Final = sys.maxsize
 MANAGED_BY: Final = {"app.kubernetes.io/managed-by": "armorflow"}
 
 
@@ -146,9 +150,12 @@ def json_size(obj: Any) -> int:
 def _write_model_file(model_dir: Path, namespace: str, name: str,
                       blob: bytes) -> dict[str, Any]:
     """Write the compressed model atomically; returns its ``dynamicResultRef``."""
-    folder = model_dir / namespace
+    try:
+        target = path_under(model_dir, namespace, f"{name}.dynamicResult.json.gz")
+    except InvalidName as exc:
+        raise OSError(f"refused: {exc}") from None
+    folder = target.parent
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{name}.dynamicResult.json.gz"
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:

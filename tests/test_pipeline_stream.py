@@ -189,21 +189,3 @@ def test_exactly_once_on_a_broker_with_transactions(
     assert got.canonical_json() == expected.model.canonical_json()
     assert "Traceback" not in w.log()
 
-
-def test_a_window_that_cannot_be_rendered_does_not_block_the_others(
-    noida_broker: EmbeddedBroker, workers: list[WorkerProcess], tmp_path: Path
-) -> None:
-    w = _spawn(workers, noida_broker, unique("bad"), tmp_path, 1.0)
-    w.wait_ready()
-    bad, good = "Not_A_DNS_Name-" + unique("x"), unique("good")
-    start = time.time_ns()
-    for p in (bad, good):
-        control(noida_broker, "start", p, duration_s=2, start_ts=start)
-        publish(noida_broker, workload(p, start + 1)[:20])
-    completed(noida_broker, good, timeout_s=30)
-    from armorflow.topics import STATUS_TOPIC
-    from support.pipeline import wait_for_message
-
-    status = wait_for_message(noida_broker, STATUS_TOPIC,
-                      lambda v: v.get("profile") == bad and "closing failed" in v["message"])
-    assert "DNS" in status["message"] or "name" in status["message"]

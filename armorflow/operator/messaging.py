@@ -27,6 +27,8 @@ class StatusReport:
     phase: str
     ts: int
     counts: dict[str, int]
+    #: Why, for a Failed report (the pipeline's words).
+    message: str = ""
 
 
 class StatusError(ValueError):
@@ -52,7 +54,9 @@ def parse_status(value: bytes) -> StatusReport:
         str(k): v for k, v in (raw_counts.items() if isinstance(raw_counts, dict) else ())
         if isinstance(v, int) and not isinstance(v, bool)
     }
-    return StatusReport(profile=profile, phase=phase, ts=ts, counts=counts)
+    message = data.get("message")
+    return StatusReport(profile=profile, phase=phase, ts=ts, counts=counts,
+                        message=message[:1024] if isinstance(message, str) else "")
 
 
 class ControlPublisher:

@@ -14,7 +14,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from armorflow.control import ENFORCERS, PolicyRef
+from armorflow.control import ENFORCERS, MAX_DURATION_S, PolicyRef
 from armorflow.selector import LabelSelector
 
 GROUP: Final = "crd.varmor.org"
@@ -241,6 +241,10 @@ def parse_policy(obj: Any, system_namespace: str = DEFAULT_SYSTEM_NAMESPACE) -> 
             problems.append(
                 "policy.modelingOptions.duration (minutes, >= 0) is required in BehaviorModeling"
             )
+            duration = None
+        elif duration * 60 > MAX_DURATION_S:
+            problems.append(f"policy.modelingOptions.duration {duration} is longer than "
+                            f"{MAX_DURATION_S / 60:.0f} minutes (a year)")
             duration = None
     update = spec.get("updateExistingWorkloads", False)
     if not isinstance(update, bool):

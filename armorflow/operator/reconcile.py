@@ -17,6 +17,7 @@ from typing import Any, Final
 from armorflow.control import (
     ENFORCERS,
     PHASE_COMPLETED,
+    PHASE_FAILED,
     PHASE_MODELING,
     Control,
     make_control,
@@ -275,32 +276,41 @@ def plan_reconcile(
 
 def plan_completion(
     policy: Policy, status_ts: int, counts: dict[str, int], now_ns: int,
-    system_namespace: str = DEFAULT_SYSTEM_NAMESPACE,
+    system_namespace: str = DEFAULT_SYSTEM_NAMESPACE, *, failed: str | None = None,
 ) -> Plan:
-    """The pipeline reported the profile's model written: the policy is Completed.
+    """The pipeline reported the profile's model written: the policy is Completed; or
+    (``failed``: the pipeline's reason) the model could not be written: it is Failed.
 
     A report older than this policy's modeling start belongs to an earlier policy of the
     same name (status is a compacted topic, read from the beginning) and is ignored.
+    Either way modeling has ended, so the agents stop capturing.
     """
     plan = Plan()
     st = policy.status
     if st.phase != PHASE_MODELING or st.start_ts is None or status_ts < st.start_ts:
         return plan
     profile = profile_name(policy.kind, policy.namespace, policy.name, system_namespace)
-    message = "the behaviour model is written to the ArmorProfileModel " + profile
     conditions = [
         c for c in st.conditions if c.get("type") not in (COND_READY,)
     ]
-    conditions.insert(0, condition(st.conditions, COND_READY, True, "Completed", message, now_ns))
     modeling: dict[str, Any] = {"completedTs": status_ts}
     if counts:
         modeling["counts"] = dict(counts)
-    plan.status = _status_dict(
-        policy, profile, phase=PHASE_COMPLETED, ready=True, modeling=modeling,
-        conditions=conditions,
-    )
+    if failed is None:
+        message = "the behaviour model is written to the ArmorProfileModel " + profile
+        conditions.insert(0, condition(st.conditions, COND_READY, True, "Completed", message,
+                                       now_ns))
+        plan.status = _status_dict(policy, profile, phase=PHASE_COMPLETED, ready=True,
+                                   modeling=modeling, conditions=conditions)
+        plan.notes.append(f"{policy.describe()}: modeling of {profile} completed")
+    else:
+        message = f"the behaviour model of {profile} could not be written: {failed}"
+        conditions.insert(0, condition(st.conditions, COND_READY, False, "ModelingFailed",
+                                       message, now_ns))
+        plan.status = _status_dict(policy, profile, phase=PHASE_FAILED, ready=False,
+                                   modeling=modeling, conditions=conditions)
+        plan.notes.append(f"{policy.describe()}: modeling of {profile} failed: {failed}")
     plan.targets = targets_value(policy, profile, active=False)
-    plan.notes.append(f"{policy.describe()}: modeling of {profile} completed")
     return plan
 
 

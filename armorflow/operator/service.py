@@ -20,7 +20,7 @@ from typing import Any, Final, Literal
 from confluent_kafka import KafkaError, TopicPartition
 
 from armorflow.config import KafkaSettings
-from armorflow.control import PHASE_COMPLETED, PolicyRef, make_control
+from armorflow.control import PHASE_COMPLETED, PHASE_FAILED, PolicyRef, make_control
 from armorflow.counters import CounterSet
 from armorflow.kafka import make_consumer
 from armorflow.topics import TARGETS_TOPIC
@@ -290,7 +290,7 @@ class OperatorService:
         self._profiles.pop(self._profile(policy), None)
 
     def _report(self, report: StatusReport) -> None:
-        if report.phase != PHASE_COMPLETED:
+        if report.phase not in (PHASE_COMPLETED, PHASE_FAILED):
             return
         key = self._profiles.get(report.profile)
         if key is None:
@@ -302,8 +302,10 @@ class OperatorService:
         policy = self._parse(obj) if obj is not None else None
         if policy is None:
             return
-        plan = plan_completion(policy, report.ts, report.counts, self.clock(),
-                               self.system_namespace)
+        plan = plan_completion(
+            policy, report.ts, report.counts, self.clock(), self.system_namespace,
+            failed=report.message or "no reason given" if report.phase == PHASE_FAILED
+            else None)
         if not plan.empty:
             self.counters.completions += 1
         self._execute(policy, plan)

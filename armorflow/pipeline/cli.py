@@ -52,6 +52,10 @@ def pipeline(
         float, typer.Option(help="How often open windows report their counts.")
     ] = 10.0,
     data_dir: Annotated[Path | None, typer.Option(help="Faust data directory.")] = None,
+    close_attempts: Annotated[int, typer.Option(
+        min=1, help="Attempts to write a window's model before it ends as Failed.")] = 6,
+    close_retry_s: Annotated[float, typer.Option(
+        min=0.0, help="Wait after the first failed attempt; doubles, at most 5 min.")] = 5.0,
     loglevel: Annotated[str, typer.Option(help="Worker log level.")] = "info",
 ) -> None:
     """Run a pipeline worker: window events per profile, merge, classify, render, sink."""
@@ -68,6 +72,7 @@ def pipeline(
         processing_guarantee=processing_guarantee, classify=classify, render=render,
         sink_url=sink, status_every_s=status_every_s, instance_id=instance_id,
         data_dir=data_dir or state_dir() / f"pipeline-{app_id}",
+        close_attempts=close_attempts, close_retry_first_s=close_retry_s,
     )
     PipelineWorker(config).run(loglevel=loglevel)
 
@@ -116,6 +121,9 @@ def window_start(
     kafka_option: KafkaOpt = None,
 ) -> None:
     """Open a modeling window for PROFILE."""
+    if not duration_s > 0:  # also NaN; the upper bound is the control message's own
+        raise typer.BadParameter("a window needs a duration above 0 seconds",
+                                 param_hint="--duration-s")
     _send_control(
         "start", profile, bootstrap_servers, kafka_option, duration_s=duration_s,
         policy=policy, namespace=namespace, enforcer=enforcer, start_ts=start_ts,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
@@ -24,18 +25,32 @@ from armorflow.events import (
     EventError,
     Rejects,
     behaviour_of,
+    check_names,
     decode_array_fast,
     struct_to_event,
     validate,
 )
 from armorflow.model import BehaviourModel, PathMapper
 from armorflow.pipeline.window import NS, Window, WindowState, apply_control
+from armorflow.topics import CONTROL_TOPIC, event_topic
 
 log = logging.getLogger(__name__)
 
 _STRUCT_TS: Callable[[Any], int] = attrgetter("ts")
 _EVENT_TS: Callable[[Any], int] = itemgetter("ts")
 _event_behaviour: Callable[[Any], Any] = behaviour_of
+
+
+def _check_structs(structs: list[Any], topic: str | None) -> None:
+    """Raise :class:`EventError` unless every struct of a fast-decoded message has safe
+    names and the kind of the topic it came on. Names are checked once per distinct value
+    (an agent's message holds one profile, one namespace and one kind)."""
+    for profile, namespace in set(map(_NAMES, structs)):
+        check_names(profile, namespace)
+    if topic is not None:
+        for kind in {STRUCT_KINDS[t] for t in set(map(type, structs))}:
+            if event_topic(kind) != topic:
+                raise EventError(f"a {kind} event on {topic}", code="kind_topic_mismatch")
 
 
 def _group_structs(structs: list[Any], groups: dict[tuple[str, str], list[Any]]) -> None:
@@ -58,6 +73,9 @@ def _group_structs(structs: list[Any], groups: dict[tuple[str, str], list[Any]])
 
 
 _PROFILE: Callable[[Any], str] = attrgetter("profile")
+_NAMES: Callable[[Any], tuple[str, str]] = attrgetter("profile", "namespace")
+#: Seconds between two log lines about skipped messages of one reason.
+REJECT_LOG_EVERY_S = 60.0
 
 
 @dataclass
@@ -70,6 +88,8 @@ class IngestStats(CounterSet):
     outside: int = 0
     late: int = 0
     rejected: int = 0
+    #: Skipped messages and events by reason (``null_value``, ``invalid_profile``, ...).
+    skipped_by: Counter[str] = field(default_factory=Counter)
 
 
 
@@ -89,6 +109,8 @@ class BatchResult:
     started: list[str] = field(default_factory=list)
     #: Profiles whose earlier model was discarded (a new window after a closed one).
     reset: list[str] = field(default_factory=list)
+    #: Profiles forgotten by ``delete``: their stored window and rows are to be removed.
+    deleted: list[str] = field(default_factory=list)
 
 
 class Ingestor:
@@ -106,6 +128,7 @@ class Ingestor:
         *,
         pending_hold_s: float = 15.0,
         pending_limit: int = 200_000,
+        pending_per_profile: int = 20_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path_of = path_of
@@ -116,10 +139,13 @@ class Ingestor:
         self.pending: dict[str, Pending] = {}
         self.pending_hold_s = pending_hold_s
         self.pending_limit = pending_limit
+        self.pending_per_profile = pending_per_profile
         self._pending_count = 0
         self.stats = IngestStats()
         self.rejects = Rejects()
         self._clock = clock
+        #: reason -> (clock time of its last log line, its count then)
+        self._reject_logged: dict[str, tuple[float, int]] = {}
 
     # --- state ----------------------------------------------------------------------------
 
@@ -145,9 +171,18 @@ class Ingestor:
 
     # --- batches ----------------------------------------------------------------------------
 
-    def apply_batch(self, values: Iterable[bytes], now_ns: int | None = None) -> BatchResult:
-        """Apply message values: control messages first, then events.
+    def apply_batch(self, values: Iterable[bytes | None], now_ns: int | None = None
+                    ) -> BatchResult:
+        """Apply message values whose topics are not known (tests, benchmarks)."""
+        return self.apply_messages(((None, value) for value in values), now_ns)
 
+    def apply_messages(self, messages: Iterable[tuple[str | None, bytes | None]],
+                       now_ns: int | None = None) -> BatchResult:
+        """Apply (topic, value) messages: control messages first, then events.
+
+        Every message is untrusted: a null value, a control message on an event topic, an
+        event on the control topic or on another kind's topic, an unsafe profile or
+        namespace name, are each counted by reason and skipped, and never stop the batch.
         Array messages of valid events take the fast decoder; everything else (control
         messages, single events, an array with a bad event in it) is decoded and checked
         event by event, so that the good events around a bad one are kept. Events are then
@@ -158,26 +193,48 @@ class Ingestor:
         controls: list[Control] = []
         groups: dict[tuple[str, str], list[Any]] = {}
         slow: list[Event] = []
-        for value in values:
+        for topic, value in messages:
             self.stats.messages += 1
-            structs = decode_array_fast(value)
-            if structs is not None:
-                _group_structs(structs, groups)
+            if value is None:
+                self._reject(EventError("a message with a null value (tombstone)",
+                                        code="null_value"))
                 continue
+            structs = decode_array_fast(value) if topic != CONTROL_TOPIC else None
+            if structs is not None:
+                try:
+                    _check_structs(structs, topic)
+                except EventError:
+                    pass  # the slow path below names the event and keeps the good ones
+                else:
+                    _group_structs(structs, groups)
+                    continue
             try:
                 decoded = orjson.loads(value)
             except orjson.JSONDecodeError as exc:
-                self._reject(EventError(f"not valid UTF-8 JSON: {exc}"))
+                self._reject(EventError(f"not valid UTF-8 JSON: {exc}", code="not_json"))
                 continue
             if isinstance(decoded, dict) and "type" in decoded and "kind" not in decoded:
+                if topic is not None and topic != CONTROL_TOPIC:
+                    self._reject(EventError(f"a control message on {topic}",
+                                            code="control_on_event_topic"))
+                    continue
                 try:
                     controls.append(parse_control(decoded))
                 except ControlError as exc:
-                    self._reject(EventError(f"bad control message: {exc}"))
+                    self._reject(EventError(f"bad control message: {exc}",
+                                            code="bad_control"))
+                continue
+            if topic == CONTROL_TOPIC:
+                self._reject(EventError("an event on the control topic",
+                                        code="event_on_control_topic"))
                 continue
             for item in decoded if isinstance(decoded, list) else (decoded,):
                 try:
-                    slow.append(validate(item))
+                    event = validate(item)
+                    if topic is not None and event_topic(event["kind"]) != topic:
+                        raise EventError(f"a {event['kind']} event on {topic}",
+                                         code="kind_topic_mismatch")
+                    slow.append(event)
                 except EventError as exc:
                     self._reject(exc)
         for control in controls:
@@ -202,13 +259,22 @@ class Ingestor:
         after = apply_control(before, control, now_ns)
         if after is None:
             return
+        if after.state is WindowState.DELETED:
+            # Forgotten: nothing of the profile stays in memory or in the tables.
+            self.windows.pop(control.profile, None)
+            self.models.pop(control.profile, None)
+            result.changed_windows.discard(control.profile)
+            result.changed_models.discard(control.profile)
+            result.deleted.append(control.profile)
+            return
         self.windows[control.profile] = after
         result.changed_windows.add(control.profile)
         if control.type == "start" and not was_open:
-            # A fresh window starts from an empty model.
+            # A fresh window starts from an empty model (made when its first event comes:
+            # an open window without events costs no model).
             if before is not None:
                 result.reset.append(control.profile)
-            self.models[control.profile] = BehaviourModel()
+                self.models[control.profile] = BehaviourModel()
             result.started.append(control.profile)
         held = self.pending.pop(control.profile, None)
         if held is not None:
@@ -247,7 +313,7 @@ class Ingestor:
                 self._hold(profile, as_event(item) if as_event is not None else item)
             return
         result.changed_windows.add(profile)
-        if window.state is WindowState.CLOSED:
+        if window.state in (WindowState.CLOSED, WindowState.FAILED):
             self.stats.late += n
             window.dropped_late += n
             return
@@ -273,10 +339,16 @@ class Ingestor:
             result.changed_models.add(profile)
 
     def _hold(self, profile: str, event: Event) -> None:
-        if self._pending_count >= self.pending_limit:
-            self.stats.no_window += 1
-            return
+        """Hold an event until its window's start arrives; each profile holds at most
+        ``pending_per_profile`` (so a flood for one unknown profile cannot crowd out
+        another's early events) and all together at most ``pending_limit``."""
         held = self.pending.get(profile)
+        if self._pending_count >= self.pending_limit or (
+                held is not None and len(held.events) >= self.pending_per_profile):
+            self.stats.no_window += 1
+            self._reject(EventError(f"no window for {profile} and its held events are at "
+                                    "their limit", code="held_overflow"), counted=False)
+            return
         if held is None:
             held = self.pending[profile] = Pending(since=self._clock())
         held.events.append(event)
@@ -300,15 +372,34 @@ class Ingestor:
         return [w for w in self.windows.values() if w.due(now_ns, grace_s)]
 
     def mark_closed(self, profile: str, now_ns: int) -> None:
+        """The window's model is final and delivered: free it (later events are late)."""
         window = self.windows[profile]
         window.state = WindowState.CLOSED
         window.closed_at = now_ns
+        self.models.pop(profile, None)
 
-    def _reject(self, error: EventError) -> None:
-        self.stats.rejected += 1
-        if self.rejects.count < 10:
-            log.warning("skipped: %s", error)
-        self.rejects.add(error)
+    def mark_failed(self, profile: str, now_ns: int) -> None:
+        """The window could not be closed: it ends without a model."""
+        window = self.windows[profile]
+        window.state = WindowState.FAILED
+        window.closed_at = now_ns
+        self.models.pop(profile, None)
+
+    def _reject(self, error: EventError, *, counted: bool = True) -> None:
+        """Count a skipped message or event by reason; log each reason at most once per
+        REJECT_LOG_EVERY_S, with how many were skipped since its last line. ``counted``
+        False: the caller counts it elsewhere (dropped, not rejected)."""
+        if counted:
+            self.stats.rejected += 1
+            self.rejects.add(error)
+        self.stats.skipped_by[error.code] += 1
+        now = self._clock()
+        last = self._reject_logged.get(error.code)
+        if last is None or now - last[0] >= REJECT_LOG_EVERY_S:
+            since = self.stats.skipped_by[error.code] - (last[1] if last else 0)
+            log.warning("skipped %d message(s) or event(s) [%s] since the last report, "
+                        "e.g.: %s", since, error.code, error)
+            self._reject_logged[error.code] = (now, self.stats.skipped_by[error.code])
 
 
 def window_seconds(window: Window) -> float:

@@ -6,13 +6,17 @@ rewrites only the buckets it changed, so the changelog carries deltas rather tha
 models, and no row grows past ``1/BUCKETS`` of the model: a large model never becomes a
 single message over the broker's size limit.
 
-Row key: ``profile NUL bucket`` (the profile first, so that rows go to the profile's
-partition, see :class:`armorflow.pipeline.worker.ProfileTable`). Row value: a JSON object
-mapping each entry (as a JSON array) to its value.
+Row key: the JSON array ``["profile", bucket]``: an encoding, not a separator, so no
+profile name (whatever it contains) can make its rows read as another profile's. The
+windows table's key is the profile name itself, which never starts with ``[`` (names are
+DNS-1123, see :mod:`armorflow.names`); :func:`key_profile` reads both, and rows go to the
+profile's partition (see :class:`armorflow.pipeline.worker.ProfileTable`). Row value: a
+JSON object mapping each entry (as a JSON array) to its value.
 """
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
@@ -20,6 +24,8 @@ from typing import Any, Final
 import orjson
 
 from armorflow.model import BehaviourModel, EntryKey
+
+log = logging.getLogger(__name__)
 
 BUCKETS: Final = 64
 
@@ -32,12 +38,31 @@ def bucket_of(encoded_entry: str) -> int:
     return zlib.crc32(encoded_entry.encode()) % BUCKETS
 
 
+class RowKeyError(ValueError):
+    """A table key that armorflow did not write (an older layout, or a forged row)."""
+
+
 def row_key(profile: str, bucket: int) -> bytes:
-    return f"{profile}\x00{bucket:02d}".encode()
+    return orjson.dumps([profile, bucket])
+
+
+def key_profile(key: bytes) -> str:
+    """The profile a key of the windows or the models table belongs to."""
+    if not key.startswith(b"["):
+        return key.decode()
+    return row_profile(key)
 
 
 def row_profile(key: bytes) -> str:
-    return key.partition(b"\x00")[0].decode()
+    """The profile of a models-table row key (:func:`row_key`); RowKeyError otherwise."""
+    try:
+        decoded = orjson.loads(key)
+    except orjson.JSONDecodeError:
+        decoded = None
+    if (not isinstance(decoded, list) or len(decoded) != 2 or not isinstance(decoded[0], str)
+            or type(decoded[1]) is not int):
+        raise RowKeyError(f"not a model row key: {key[:80]!r}")
+    return decoded[0]
 
 
 class ModelRows:
@@ -75,7 +100,11 @@ class ModelRows:
         """Rebuild the models (and this index) from stored rows."""
         models: dict[str, BehaviourModel] = {}
         for key, value in rows:
-            profile = row_profile(key)
+            try:
+                profile = row_profile(key)
+            except RowKeyError as exc:
+                log.warning("model row skipped: %s", exc)
+                continue
             model = models.setdefault(profile, BehaviourModel())
             buckets = self._index.setdefault(profile, {})
             row: dict[str, Any] = orjson.loads(value)

@@ -20,6 +20,8 @@ NS = 1_000_000_000
 class WindowState(StrEnum):
     OPEN = "open"
     CLOSED = "closed"
+    #: Closing failed too often (the sink refused the model): no model was written.
+    FAILED = "failed"
     DELETED = "deleted"
 
 

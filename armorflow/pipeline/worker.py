@@ -11,6 +11,7 @@ their changelog. See docs/architecture.md.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,11 +24,11 @@ import orjson
 
 from armorflow import fetchpace
 from armorflow.config import KafkaSettings
-from armorflow.control import PHASE_COMPLETED, PHASE_MODELING, make_status
+from armorflow.control import PHASE_COMPLETED, PHASE_FAILED, PHASE_MODELING, make_status
 from armorflow.model import BehaviourModel
 from armorflow.pipeline.ingest import BatchResult, Ingestor
 from armorflow.pipeline.stages import ClosedWindow, Stages
-from armorflow.pipeline.state import ModelRows
+from armorflow.pipeline.state import BUCKETS, ModelRows, RowKeyError, key_profile, row_key
 from armorflow.pipeline.window import Window, WindowState
 from armorflow.topics import (
     CONTROL_TOPIC,
@@ -42,12 +43,27 @@ log = logging.getLogger(__name__)
 
 Deliver = Callable[[ClosedWindow], dict[str, str] | None]
 
-#: Seconds between attempts to close a window whose closing failed.
-CLOSE_RETRY_S = 30.0
+#: Longest wait between two attempts to close a window (the wait doubles from
+#: PipelineConfig.close_retry_first_s up to this).
+CLOSE_RETRY_MAX_S = 300.0
+
+
+@dataclass
+class CloseAttempts:
+    """A window whose closing failed: how often, and when it may be tried again."""
+
+    failures: int = 0
+    next_at: float = 0.0
+    last_error: str = ""
+
+    def failed(self, error: str, now: float, first_wait_s: float) -> None:
+        self.failures += 1
+        self.last_error = error
+        self.next_at = now + min(CLOSE_RETRY_MAX_S, first_wait_s * 2 ** (self.failures - 1))
 
 
 class ProfileTable(faust.Table[bytes, bytes]):
-    """A table whose keys start with a profile name (up to a NUL byte).
+    """A table whose keys name a profile (:func:`armorflow.pipeline.state.key_profile`).
 
     Rows go to the changelog partition of their profile, the same partition number the
     profile has in every source topic, so a worker recovers exactly the rows of the
@@ -55,7 +71,10 @@ class ProfileTable(faust.Table[bytes, bytes]):
     """
 
     def partition_for_key(self, key: bytes) -> int:
-        profile = key.split(b"\x00", 1)[0].decode()
+        try:
+            profile = key_profile(key)
+        except RowKeyError:
+            profile = ""  # written by no armorflow worker: any partition will do
         return partition_for(profile, self.partitions or DEFAULT_PARTITIONS)
 
 
@@ -82,6 +101,14 @@ class PipelineConfig:
     #: partitions back at once instead of waiting for its old session to expire.
     instance_id: str | None = None
     data_dir: Path | None = None
+    #: Largest model document sent whole on armorflow.models (Kafka's default message
+    #: limit is 1 MiB); a larger one goes by reference to what the sink wrote.
+    max_model_message_bytes: int = 900_000
+    #: A window whose model cannot be written is tried this many times, waiting
+    #: close_retry_first_s after the first failure and twice as long after each next
+    #: one, then ends as Failed with the last error as its reason.
+    close_attempts: int = 6
+    close_retry_first_s: float = 5.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,7 +125,13 @@ class PipelineWorker:
         )
         self._last_status = 0.0
         self._recovered: dict[str, BehaviourModel] | None = None
-        self._close_failed: dict[str, float] = {}
+        self._close_failed: dict[str, CloseAttempts] = {}
+        #: Windows being closed right now (each in a task of its own, off the timer).
+        self._closing: dict[str, asyncio.Task[None]] = {}
+        #: Profiles whose window changed since their last periodic status message.
+        self._status_due: set[str] = set()
+        #: Whether this worker read its owned windows from the table since (re)assignment.
+        self._windows_loaded = False
         #: (topic, partition) -> last offset whose events were applied and persisted.
         self._processed: dict[tuple[str, int], int] = {}
         #: profile -> monotonic time its window first waited for this worker to catch up.
@@ -168,7 +201,8 @@ class PipelineWorker:
             # the messages' offsets, which closing uses to know the worker caught up.
             batches = cast(Any, stream).take_events(cfg.batch_size, within=cfg.batch_within_s)
             async for events in batches:
-                result = self.ingestor.apply_batch([e.value for e in events])
+                result = self.ingestor.apply_messages(
+                    [(e.message.topic, e.value) for e in events])
                 await self._persist(result)
                 for e in events:
                     tp = (e.message.topic, e.message.partition)
@@ -188,7 +222,14 @@ class PipelineWorker:
 
     def _load_window(self, profile: str) -> Window | None:
         raw = self.windows_table.get(profile.encode())
-        return Window.from_json(orjson.loads(raw)) if raw else None
+        if not raw:
+            return None
+        try:
+            return Window.from_json(orjson.loads(raw))
+        except (ValueError, TypeError) as exc:
+            # A row this worker cannot read must not stop it at every restart.
+            log.error("window of %s unreadable in the table, ignored: %s", profile, exc)
+            return None
 
     def _load_model(self, profile: str) -> BehaviourModel | None:
         if self._recovered is None:
@@ -200,17 +241,26 @@ class PipelineWorker:
     def _forget(self) -> None:
         self.ingestor.forget_cache()
         self._recovered = None
+        self._windows_loaded = False
 
     async def _persist(self, result: BatchResult) -> None:
         for profile in result.reset:
-            prefix = profile.encode() + b"\x00"
-            for key in [k for k in self.models_table if k.startswith(prefix)]:
-                del self.models_table[key]
-            self.rows.forget(profile)
+            self._delete_rows(profile)
+        for profile in result.deleted:
+            # delete forgets the profile: its rows go, and so does its memory.
+            self._delete_rows(profile)
+            if self._recovered is not None:
+                self._recovered.pop(profile, None)
+            key = profile.encode()
+            if key in self.windows_table:
+                del self.windows_table[key]
+            self._close_failed.pop(profile, None)
+            self._status_due.discard(profile)
         for profile in result.changed_windows:
             window = self.ingestor.windows.get(profile)
             if window is not None:
                 self.windows_table[profile.encode()] = orjson.dumps(window.to_json())
+                self._status_due.add(profile)
         for profile in result.changed_models:
             model = self.ingestor.models.get(profile)
             if model is None:
@@ -219,6 +269,14 @@ class PipelineWorker:
                 self.models_table[key] = row
         for profile in result.started:
             await self._status(profile, PHASE_MODELING)
+
+    def _delete_rows(self, profile: str) -> None:
+        """Remove the profile's model rows from the table (a fresh or deleted window)."""
+        for bucket in range(BUCKETS):
+            key = row_key(profile, bucket)
+            if key in self.models_table:
+                del self.models_table[key]
+        self.rows.forget(profile)
 
     async def _status(
         self, profile: str, phase: str, resource: dict[str, str] | None = None
@@ -241,39 +299,88 @@ class PipelineWorker:
     # --- closing windows ------------------------------------------------------------------
 
     async def _tick(self) -> None:
+        """Expire held events, start closing due windows, send periodic status.
+
+        Closing runs in a task per window, so a slow or failing sink delays only its own
+        window; the timer itself does work proportional to the open windows.
+        """
         if self.app.rebalancing or getattr(self.app, "in_recovery", False):
             return
         self.ingestor.expire_pending()
         now = time.time_ns()
-        # Windows this worker owns but has not touched since it (re)started.
-        for key in list(self.windows_table.keys()):
-            self.ingestor.window(key.decode())
+        if not self._windows_loaded:
+            # Windows this worker owns but has not touched since it (re)started: read once
+            # per assignment, not on every tick.
+            for key in list(self.windows_table.keys()):
+                try:
+                    self.ingestor.window(key_profile(key))
+                except RowKeyError:
+                    continue
+            self._windows_loaded = True
         for window in self.ingestor.due(now, self.config.grace_s):
-            if not await self._caught_up(window.profile):
+            profile = window.profile
+            if profile in self._closing:
                 continue
-            failed_at = self._close_failed.get(window.profile)
-            if failed_at is not None and time.monotonic() - failed_at < CLOSE_RETRY_S:
+            attempts = self._close_failed.get(profile)
+            if attempts is not None and time.monotonic() < attempts.next_at:
                 continue
-            try:
-                await self._close(window, now)
-                self._close_failed.pop(window.profile, None)
-            except Exception as exc:
-                self._close_failed[window.profile] = time.monotonic()
-                # A model that cannot be rendered or delivered (an invalid profile name, a
-                # sink that refuses it) must not stop the other windows from closing.
-                # Closing is retried every CLOSE_RETRY_S; the status says why it waits.
-                log.exception("closing the window of %s failed", window.profile)
-                await self.status_topic.send(
-                    key=window.profile.encode(),
-                    value=make_status(window.profile, PHASE_MODELING,
-                                      message=f"closing failed: {exc}",
-                                      source=self.config.app_id),
-                )
+            if not await self._caught_up(profile):
+                continue
+            self._closing[profile] = asyncio.create_task(self._try_close(window, now))
         if time.monotonic() - self._last_status >= self.config.status_every_s:
             self._last_status = time.monotonic()
-            for profile, window in list(self.ingestor.windows.items()):
-                if window.state is WindowState.OPEN:
+            due, self._status_due = self._status_due, set()
+            for profile in sorted(due):
+                current = self.ingestor.windows.get(profile)
+                if current is not None and current.state is WindowState.OPEN:
                     await self._status(profile, PHASE_MODELING)
+
+    async def _try_close(self, window: Window, now: int) -> None:
+        """Close one window; on failure retry with backoff, and after ``close_attempts``
+        give up: the window ends as Failed with the reason, and its status says so."""
+        profile = window.profile
+        try:
+            await self._close(window, now)
+            self._close_failed.pop(profile, None)
+        except Exception as exc:
+            attempts = self._close_failed.setdefault(profile, CloseAttempts())
+            attempts.failed(f"{type(exc).__name__}: {exc}", time.monotonic(),
+                            self.config.close_retry_first_s)
+            if attempts.failures >= self.config.close_attempts:
+                log.error("closing the window of %s failed %d times, giving up: %s",
+                          profile, attempts.failures, attempts.last_error)
+                await self._fail(window, attempts)
+            else:
+                # A model that cannot be rendered or delivered must not stop the other
+                # windows from closing; one line per attempt, the traceback once.
+                log.warning("closing the window of %s failed (attempt %d of %d, next in "
+                            "%.0f s): %s", profile, attempts.failures,
+                            self.config.close_attempts,
+                            attempts.next_at - time.monotonic(), attempts.last_error,
+                            exc_info=attempts.failures == 1)
+                await self.status_topic.send(
+                    key=profile.encode(),
+                    value=make_status(profile, PHASE_MODELING,
+                                      message=f"closing failed (attempt {attempts.failures} "
+                                              f"of {self.config.close_attempts}): "
+                                              f"{attempts.last_error}",
+                                      source=self.config.app_id),
+                )
+        finally:
+            self._closing.pop(profile, None)
+
+    async def _fail(self, window: Window, attempts: CloseAttempts) -> None:
+        profile = window.profile
+        self.ingestor.mark_failed(profile, time.time_ns())
+        self.windows_table[profile.encode()] = orjson.dumps(window.to_json())
+        self._close_failed.pop(profile, None)
+        await self.status_topic.send(
+            key=profile.encode(),
+            value=make_status(profile, PHASE_FAILED,
+                              message=f"the model could not be written after "
+                                      f"{attempts.failures} attempts: {attempts.last_error}",
+                              source=self.config.app_id),
+        )
 
     async def _caught_up(self, profile: str) -> bool:
         """True when this worker has applied every message already in the profile's
@@ -330,7 +437,8 @@ class PipelineWorker:
             resource = await asyncio.to_thread(self.deliver, closed)
         document = closed.document() | {"pipeline": self.config.app_id}
         await self.models_topic.send(
-            key=profile.encode(), value=orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+            key=profile.encode(),
+            value=model_message(document, resource, self.config.max_model_message_bytes),
         )
         self.ingestor.mark_closed(profile, now)
         self.windows_table[profile.encode()] = orjson.dumps(window.to_json())
@@ -344,6 +452,32 @@ class PipelineWorker:
         """Run the worker until SIGINT/SIGTERM."""
         worker = faust.Worker(self.app, loglevel=loglevel, override_logging=False)
         worker.execute_from_commandline()
+
+
+def model_message(document: dict[str, Any], resource: dict[str, str] | None,
+                  max_bytes: int) -> bytes:
+    """The ``armorflow.models`` value of a closed window: the whole document when it fits
+    ``max_bytes``; else the same document with the model (and, if still too large, the
+    profiles) replaced by their sizes and SHA-256, and ``resource`` naming where the sink
+    wrote them in full. The topic is compacted by profile, so one message per window: a
+    reference, not chunks that compaction would tear apart."""
+    whole = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    if len(whole) <= max_bytes:
+        return whole
+    slim = dict(document, complete=False, resource=resource or {}, omitted={})
+    for name in ("model", "apparmor", "seccomp"):
+        value = orjson.dumps(slim[name], option=orjson.OPT_SORT_KEYS)
+        slim["omitted"][name] = {"bytes": len(value),
+                                 "sha256": hashlib.sha256(value).hexdigest()}
+        slim[name] = None
+        out = orjson.dumps(slim, option=orjson.OPT_SORT_KEYS)
+        if len(out) <= max_bytes:
+            break
+    if not resource:
+        log.error("the model document of %s (%d bytes) is over %d bytes and no sink wrote "
+                  "it: armorflow.models carries only its digest", document.get("profile"),
+                  len(whole), max_bytes)
+    return out
 
 
 def _sink_deliverer(url: str | None) -> Deliver | None:

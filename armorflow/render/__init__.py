@@ -5,11 +5,11 @@ The checks that prove a rendered profile (apparmor_parser, a command run under t
 filter) are test support and live in ``tests/support/``.
 """
 
+from armorflow.names import check_profile_name
 from armorflow.render.apparmor import (
     ProfileNameError,
     RenderedAppArmor,
     RenderOptions,
-    check_profile_name,
     render_apparmor,
 )
 from armorflow.render.drops import Drops

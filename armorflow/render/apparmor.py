@@ -21,6 +21,7 @@ from armorflow.aaglob import (
     to_profile_path,
 )
 from armorflow.model import BehaviourModel
+from armorflow.names import InvalidName, check_profile_name
 from armorflow.render.drops import Drops
 from armorflow.render.vocab import (
     DEFAULT_PROTOCOL,
@@ -50,7 +51,6 @@ SIGNAL_PEER_COMMENT: Final = "## container processes may send signals amongst th
 FILE_PERM_ORDER: Final = "mrwalk"
 
 #: Names of Kubernetes objects (DNS-1123 subdomain), which profile names derive from.
-_PROFILE_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")
 #: A peer label: profile names and the child labels AppArmor joins with ``//``. No glob
 #: characters, because ``peer=`` takes a pattern and ``*`` there would allow everyone.
 _PEER_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,254}(?://[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,254})*")
@@ -67,18 +67,8 @@ _PTRACE_MODES: Final = ("trace", "read", "tracedby", "readby")
 _SIGNAL_DIRECTIONS: Final = ("send", "receive")
 
 
-class ProfileNameError(ValueError):
-    """The profile name is not a Kubernetes-style name and would not be safe to write."""
-
-
-def check_profile_name(name: str) -> str:
-    """Return ``name`` if it may name a profile, else raise :class:`ProfileNameError`."""
-    if not _PROFILE_NAME.fullmatch(name) or name == "unconfined":
-        raise ProfileNameError(
-            f"profile name {name!r} is not a DNS-1123 name "
-            "(lowercase letters, digits, '-' and '.', at most 253 characters)"
-        )
-    return name
+#: The renderer refuses a profile name :func:`armorflow.names.check_profile_name` refuses.
+ProfileNameError = InvalidName
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,11 @@ from pathlib import Path
 import orjson
 import yaml
 
-from armorflow.pipeline.sink.base import SinkResult, merge_with_stored
+from armorflow.names import InvalidName, check_namespace, check_profile_name, path_under
+from armorflow.pipeline.sink.base import SinkError, SinkResult, merge_with_stored
 from armorflow.render.seccomp import seccomp_json
 from armorflow.resource import (
-    DEFAULT_BUDGET,
+    NO_BUDGET,
     CompletedModel,
     ResourceError,
     build_resource,
@@ -46,8 +47,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 class FileSink:
+    """Writes each profile's files under ``root``; never outside it.
+
+    No size budget by default: etcd's object limit is the Kubernetes sink's concern, and a
+    model of many literal rules must still reach a file (``budget`` imposes one, e.g. to
+    preview what the Kubernetes sink would store).
+    """
+
     def __init__(self, root: Path, *, url: str | None = None,
-                 budget: int = DEFAULT_BUDGET) -> None:
+                 budget: int | None = None) -> None:
         self.root = root
         self.url = url or f"file://{root}"
         self.budget = budget
@@ -56,7 +64,12 @@ class FileSink:
         pass
 
     def paths(self, namespace: str, name: str) -> dict[str, Path]:
-        folder = self.root / namespace
+        """The files of one profile; :class:`SinkError` for names that would leave root."""
+        try:
+            folder = path_under(self.root, check_namespace(namespace))
+            check_profile_name(name)
+        except InvalidName as exc:
+            raise SinkError(f"refused to write {namespace!r}/{name!r}: {exc}") from None
         return {"resource": folder / f"{name}.yaml", "model": folder / f"{name}.model.json",
                 "apparmor": folder / f"{name}.apparmor",
                 "seccomp": folder / f"{name}.seccomp.json"}
@@ -83,7 +96,8 @@ class FileSink:
         resource, stored = build_resource(
             name, namespace, merged.model, merged.apparmor, merged.seccomp,
             enforcer=completed.enforcer, mode=completed.mode, owner=completed.policy,
-            budget=self.budget, model_dir=self.root / "models",
+            budget=self.budget if self.budget is not None else NO_BUDGET,
+            model_dir=self.root / "models",
         )
         resource["status"] = build_status(completed.enforcer, merged.apparmor,
                                           merged.seccomp, stored, previous=previous)

@@ -20,6 +20,7 @@ from kubernetes import client as _client
 from kubernetes import config as _config
 from kubernetes.client.exceptions import ApiException
 
+from armorflow.names import InvalidName, check_namespace, check_profile_name
 from armorflow.pipeline.sink.base import SinkError, SinkResult, merge_with_stored
 from armorflow.resource import (
     DEFAULT_BUDGET,
@@ -89,6 +90,11 @@ class KubernetesSink:
 
     def write(self, completed: CompletedModel) -> SinkResult:
         namespace, name = completed.namespace, completed.profile
+        try:
+            check_namespace(namespace)
+            check_profile_name(name)
+        except InvalidName as exc:
+            raise SinkError(f"refused to write {namespace!r}/{name!r}: {exc}") from None
         inline_model = True
         for attempt in range(1, self.max_attempts + 1):
             current = self._read(namespace, name)

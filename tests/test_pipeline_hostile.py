@@ -1,0 +1,156 @@
+"""Anyone who can write to a topic: a real broker, a real worker process, hostile messages
+(issue #19). Each case ends with the good data modeled, the bad input counted, and the
+worker still modeling after a restart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from armorflow.broker import EmbeddedBroker
+from armorflow.events import make_event
+from armorflow.topics import CONTROL_TOPIC, STATUS_TOPIC, event_topic
+from support.pipeline import (
+    WorkerProcess,
+    completed,
+    control,
+    model_docs,
+    publish,
+    unique,
+    wait_for_message,
+    workload,
+)
+from support.waiting import wait_for
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+
+@pytest.fixture
+def worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[WorkerProcess]:
+    out = tmp_path / "out"
+    w = WorkerProcess(broker, unique("hostile"), tmp_path, grace_s=1.0,
+                      extra=["--sink", f"file://{out}", "--close-attempts", "3",
+                             "--close-retry-s", "0.5", "--status-every-s", "1"]).start()
+    w.wait_ready()
+    yield w
+    w.stop()
+
+
+def _raw(broker: EmbeddedBroker, messages: list[tuple[str, str, bytes | None]]) -> None:
+    """Send (topic, key, value) exactly as given: no armorflow client in the way."""
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers,
+                         "partitioner": "murmur2_random"})
+    for topic, key, value in messages:
+        producer.produce(topic, key=key.encode(), value=value)
+    assert producer.flush(30) == 0
+
+
+def _file(profile: str, path: str, perms: str, ts: int, **extra: object) -> bytes:
+    event = {"v": 1, "kind": "file", "ts": ts, "node": "n", "profile": profile,
+             "namespace": "", "pod": "", "container": "", "container_id": "", "pid": 1,
+             "comm": "x", "path": path, "perms": perms, "owner": False, **extra}
+    return orjson.dumps([event])
+
+
+def _paths(doc: dict[str, object]) -> set[str]:
+    files = doc["model"]["dynamicResult"]["apparmor"]["files"]  # type: ignore[index]
+    return {f["path"] for f in files}
+
+
+def test_hostile_messages_are_skipped_and_modeling_goes_on(
+    broker: EmbeddedBroker, worker: WorkerProcess, tmp_path: Path
+) -> None:
+    good = unique("victim")
+    start = time.time_ns()
+    control(broker, "start", good, duration_s=4, start_ts=start)
+    file_topic = event_topic("file")
+    stop_on_event_topic = orjson.dumps({"v": 1, "type": "stop", "profile": good,
+                                        "namespace": "varmor", "ts": start + 1})
+    huge = b'{"v":1,"type":"start","profile":"' + good.encode() + (
+        b'","namespace":"varmor","ts":1,"start_ts":1,"duration_s":1e300}')
+    escape = orjson.dumps({"v": 1, "type": "start", "profile": unique("esc"),
+                           "namespace": "../../x", "ts": start, "start_ts": start,
+                           "duration_s": 1})
+    _raw(broker, [
+        (file_topic, good, None),                   # tombstones
+        (CONTROL_TOPIC, good, None),
+        (file_topic, good, stop_on_event_topic),    # control on an event topic: not obeyed
+        (CONTROL_TOPIC, good, huge),                # overflowing duration
+        (CONTROL_TOPIC, "esc", escape),             # namespace out of the sink's root
+        # NUL in the profile: must never reach the victim's model
+        (file_topic, good, _file(f"{good}\x00x", "/etc/shadow", "rw", start + 5)),
+        (file_topic, good, _file(good, "/etc/hostname", "r", start + 6)),
+    ])
+    publish(broker, workload(good, start + 10)[:13])
+    done = completed(broker, good, timeout_s=60)
+    assert done["resource"]["namespace"] == "varmor"
+    doc = next(d for d in model_docs(broker, good) if d.get("pipeline") == worker.app_id)
+    paths = _paths(doc)
+    assert "/etc/hostname" in paths and "/etc/passwd" in paths
+    assert "/etc/shadow" not in paths
+    # the window ran its own 4 s, not stopped by the control on the event topic
+    assert doc["window"]["end_ts"] - doc["window"]["start_ts"] == 4 * 10**9  # type: ignore[index]
+    log = worker.log()
+    for reason in ("null_value", "control_on_event_topic", "bad_control", "invalid_profile"):
+        assert f"[{reason}]" in log, reason
+    assert "Traceback" not in log
+    assert not (tmp_path / "x").exists() and not Path("/x").exists()
+
+    # Killed and restarted, it reads the same hostile messages again (nothing was lost,
+    # nothing poisons it) and goes on modeling a new profile.
+    worker.kill()
+    worker.start().wait_ready()
+    after = unique("after")
+    start2 = time.time_ns()
+    control(broker, "start", after, duration_s=2, start_ts=start2)
+    publish(broker, workload(after, start2 + 1)[:13])
+    completed(broker, after, timeout_s=60)
+    assert "Traceback" not in worker.log()
+
+
+def test_a_window_that_cannot_be_written_ends_failed_and_others_complete(
+    broker: EmbeddedBroker, worker: WorkerProcess, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    (out / "blocked").write_text("a file where the sink wants a directory")
+    doomed, fine = unique("doomed"), unique("fine")
+    start = time.time_ns()
+    control(broker, "start", doomed, duration_s=2, start_ts=start, namespace="blocked")
+    control(broker, "start", fine, duration_s=2, start_ts=start)
+    for profile in (doomed, fine):
+        publish(broker, workload(profile, start + 1)[:13])
+    completed(broker, fine, timeout_s=60)
+    failed = wait_for_message(broker, STATUS_TOPIC, lambda v: v.get("profile") == doomed
+                              and v.get("phase") == "Failed", timeout_s=60)
+    assert "3 attempts" in failed["message"]
+    assert "blocked" in failed["message"]
+    attempts = wait_for("the three attempts in the log", lambda: [
+        line for line in worker.log().splitlines()
+        if "closing the window of " + doomed in line] if worker.log().count(
+            "closing the window of " + doomed) >= 3 else None, timeout_s=10)
+    assert len(attempts) == 3
+    assert worker.log().count("Traceback") <= 1  # the first failure's, not one per retry
+    # The failed window stays failed after a restart: no endless retries.
+    worker.kill()
+    worker.start().wait_ready()
+    time.sleep(3)
+    assert worker.log().count("closing the window of " + doomed) == 0
+
+
+def test_null_values_on_every_topic_never_stop_a_worker(
+    broker: EmbeddedBroker, worker: WorkerProcess
+) -> None:
+    profile = unique("tomb")
+    topics = [CONTROL_TOPIC, *(event_topic(k) for k in
+                               ("exec", "file", "syscall", "capability", "network"))]
+    _raw(broker, [(t, profile, None) for t in topics])
+    start = time.time_ns()
+    control(broker, "start", profile, duration_s=2, start_ts=start)
+    publish(broker, [make_event("syscall", ts=start + 1, profile=profile, name="read")])
+    completed(broker, profile, timeout_s=60)
