@@ -46,6 +46,8 @@ Deliver = Callable[[ClosedWindow], dict[str, str] | None]
 #: Longest wait between two attempts to close a window (the wait doubles from
 #: PipelineConfig.close_retry_first_s up to this).
 CLOSE_RETRY_MAX_S = 300.0
+#: Seconds between two checks of the source partitions' log ends.
+LOG_CHECK_EVERY_S = 5.0
 
 
 @dataclass
@@ -132,6 +134,11 @@ class PipelineWorker:
         self._status_due: set[str] = set()
         #: Whether this worker read its owned windows from the table since (re)assignment.
         self._windows_loaded = False
+        #: (topic, partition) -> the log end offset last seen (to notice it going back).
+        self._log_ends: dict[tuple[str, int], int] = {}
+        self._last_log_check = 0.0
+        #: Times a source partition's log end went backwards (the broker lost messages).
+        self.offset_regressions = 0
         #: (topic, partition) -> last offset whose events were applied and persisted.
         self._processed: dict[tuple[str, int], int] = {}
         #: profile -> monotonic time its window first waited for this worker to catch up.
@@ -308,6 +315,9 @@ class PipelineWorker:
             return
         self.ingestor.expire_pending()
         now = time.time_ns()
+        if time.monotonic() - self._last_log_check >= LOG_CHECK_EVERY_S:
+            self._last_log_check = time.monotonic()
+            await self._check_log_ends()
         if not self._windows_loaded:
             # Windows this worker owns but has not touched since it (re)started: read once
             # per assignment, not on every tick.
@@ -381,6 +391,43 @@ class PipelineWorker:
                                       f"{attempts.failures} attempts: {attempts.last_error}",
                               source=self.config.app_id),
         )
+
+    async def _check_log_ends(self) -> None:
+        """Notice a broker that lost acknowledged messages: a source partition's log end
+        below what it was, or below what this worker already applied.
+
+        Kafka never moves a log end back; a broker that crashed before its data reached
+        the disk does (the embedded noida-db can, see docs/brokers.md). The offsets the
+        lost messages had are then given to new messages, which a consumer already past
+        them would skip: the worker says so, and reads the partition again from its new
+        end (applying a message twice changes no model).
+        """
+        try:
+            tps = [tp for tp in self.app.consumer.assignment()
+                   if tp.topic in EVENT_TOPICS or tp.topic == CONTROL_TOPIC]
+            if not tps:
+                return
+            ends = await self.app.consumer.highwaters(*tps)
+        except Exception:  # the broker is away: the next check will tell
+            return
+        for tp in tps:
+            end = ends.get(tp)
+            if end is None:
+                continue
+            key = (tp.topic, tp.partition)
+            seen = self._log_ends.get(key, -1)
+            applied = self._processed.get(key, -1)
+            self._log_ends[key] = end
+            if end >= seen and applied < end:
+                continue
+            self.offset_regressions += 1
+            log.error(
+                "%s[%d]: the broker's log end went back from %d to %d (this worker had "
+                "applied up to %d): acknowledged messages were lost by the broker; reading "
+                "the partition again from offset %d", tp.topic, tp.partition, max(seen, 0),
+                end, applied, end)
+            self._processed[key] = end - 1
+            await self.app.consumer.seek(tp, end)
 
     async def _caught_up(self, profile: str) -> bool:
         """True when this worker has applied every message already in the profile's

@@ -143,8 +143,8 @@ def workload(profile: str, ts0: int, *, nodes: int = 3, replicas: int = 2) -> li
     return events
 
 
-def read_topic(broker: EmbeddedBroker, topic: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every (key, value) of a topic, read by partition assignment (no group)."""
+def read_topic_raw(broker: EmbeddedBroker, topic: str) -> list[tuple[str, bytes]]:
+    """Every (key, raw value) of a topic, read by partition assignment (no group)."""
     consumer = Consumer({
         "bootstrap.servers": broker.bootstrap_servers, "group.id": unique("reader"),
         "enable.auto.commit": False, "enable.partition.eof": True,
@@ -153,7 +153,7 @@ def read_topic(broker: EmbeddedBroker, topic: str) -> list[tuple[str, dict[str, 
     parts = [TopicPartition(topic, p, 0) for p in md.partitions]
     consumer.assign(parts)
     eof: set[int] = set()
-    out: list[tuple[str, dict[str, Any]]] = []
+    out: list[tuple[str, bytes]] = []
     deadline = time.monotonic() + 20
     while len(eof) < len(parts) and time.monotonic() < deadline:
         msg = consumer.poll(0.5)
@@ -165,9 +165,15 @@ def read_topic(broker: EmbeddedBroker, topic: str) -> list[tuple[str, dict[str, 
                 eof.add(msg.partition() or 0)
                 continue
             raise AssertionError(str(err))
-        out.append(((msg.key() or b"").decode(), orjson.loads(msg.value() or b"{}")))
+        if msg.value() is not None:
+            out.append(((msg.key() or b"").decode(), msg.value() or b""))
     consumer.close()
     return out
+
+
+def read_topic(broker: EmbeddedBroker, topic: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every (key, JSON value) of a topic (null values left out)."""
+    return [(key, orjson.loads(value)) for key, value in read_topic_raw(broker, topic)]
 
 
 def wait_for_message(
