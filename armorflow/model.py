@@ -17,8 +17,12 @@ import orjson
 
 from armorflow.aaglob import escape_literal, has_wildcard, matches, unescape_literal
 from armorflow.events import BEHAVIOUR_FIELDS, FILE_PERMS, Event, behaviour_of
+from armorflow.nsflags import NAMESPACE_SYSCALLS, namespace_bits
 
-#: Maps a literal path from an event to the pattern the model stores.
+#: Maps a literal path from an event to the pattern the model stores. A mapper may also
+#: carry ``allows(pattern, perms) -> bool`` (the classifier stage's safety policy,
+#: armorflow/pipeline/classifier/safety.py): a collapsed pattern it refuses for an entry's
+#: permissions is not used, and the entry keeps its literal path.
 PathMapper = Callable[[str], str]
 
 #: How many literal examples the model keeps per collapsed pattern (the smallest ones,
@@ -54,6 +58,9 @@ class BehaviourModel:
     mounts: set[MountKey] = field(default_factory=set)
     unhandled: set[str] = field(default_factory=set)
     syscalls: set[str] = field(default_factory=set)
+    #: clone/clone3/unshare/setns -> the distinct sets of namespace flags (CLONE_NEW* bits)
+    #: they were called with; a call seen without its flags counts as 0 (no namespace).
+    namespace_flags: dict[str, set[int]] = field(default_factory=dict)
     #: pattern -> up to COLLAPSE_EXAMPLES literal paths it replaced (report material).
     collapsed: dict[str, set[str]] = field(default_factory=dict)
     #: Entries changed by :meth:`add` since the last :meth:`drain_dirty`.
@@ -120,12 +127,21 @@ class BehaviourModel:
     # One fold per kind: each tests membership before it adds, so that change detection
     # costs one lookup, and returns True when it changed an entry.
 
-    def _fold_syscall(self, name: str, _path_of: PathMapper) -> bool:
-        if name in self.syscalls:
-            return False
-        self.syscalls.add(name)
-        self.dirty.add(("syscall", name))
-        return True
+    def _fold_syscall(self, behaviour: tuple[str, int | None], _path_of: PathMapper) -> bool:
+        name, flags = behaviour
+        changed = False
+        if name not in self.syscalls:
+            self.syscalls.add(name)
+            self.dirty.add(("syscall", name))
+            changed = True
+        if name in NAMESPACE_SYSCALLS:
+            bits = namespace_bits(name, flags)
+            seen = self.namespace_flags.setdefault(name, set())
+            if bits not in seen:
+                seen.add(bits)
+                self.dirty.add(("nsflags", name, bits))
+                changed = True
+        return changed
 
     def _fold_capability(self, name: str, _path_of: PathMapper) -> bool:
         if name in self.capabilities:
@@ -136,7 +152,11 @@ class BehaviourModel:
 
     def _fold_file(self, behaviour: tuple[str, str | None, bool, str], path_of: PathMapper) -> bool:
         literal, old, owner, perms = behaviour
-        key = (self._pattern(literal, path_of), self._pattern(old, path_of) if old else "", owner)
+        key = (
+            self._pattern(literal, path_of, perms),
+            self._pattern(old, path_of, perms) if old else "",
+            owner,
+        )
         have = self.files.get(key)
         if have is None:
             self.files[key] = set(perms)
@@ -148,7 +168,7 @@ class BehaviourModel:
         return True
 
     def _fold_exec(self, literal: str, path_of: PathMapper) -> bool:
-        path = self._pattern(literal, path_of)
+        path = self._pattern(literal, path_of, "x")
         if path in self.executions:
             return False
         self.executions.add(path)
@@ -183,14 +203,14 @@ class BehaviourModel:
 
     def _fold_mount(self, behaviour: tuple[str, str, str], path_of: PathMapper) -> bool:
         op, path, fstype = behaviour
-        mount = (op, self._pattern(path, path_of), fstype)
+        mount = (op, self._pattern(path, path_of, "w"), fstype)  # a mount replaces a path
         if mount in self.mounts:
             return False
         self.mounts.add(mount)
         self.dirty.add(("mount", *mount))
         return True
 
-    def _pattern(self, literal: str, path_of: PathMapper) -> str:
+    def _pattern(self, literal: str, path_of: PathMapper, perms: str = "") -> str:
         pattern = path_of(literal)
         if pattern == literal or pattern == escape_literal(literal):
             # Kept literal. If the classifier already collapsed a sibling of this name
@@ -200,6 +220,9 @@ class BehaviourModel:
             if learned is None:
                 return pattern
             pattern = learned
+        allows = getattr(path_of, "allows", None)
+        if allows is not None and not allows(pattern, perms):
+            return escape_literal(literal)
         self._record_example(pattern, literal)
         return pattern
 
@@ -233,11 +256,12 @@ class BehaviourModel:
                     return candidate
         return None
 
-    def fold_learned(self) -> None:
+    def fold_learned(self, allows: Callable[[str, str], bool] | None = None) -> None:
         """Fold literal file rules into a collapsed pattern of the model that matches them.
 
         The way in does this only for patterns learned before the literal arrived; doing
         it again over the whole model makes the result independent of arrival order.
+        ``allows(pattern, perms)``, when given, may refuse a pattern for a rule's perms.
         """
         folded: dict[FileKey, set[str]] = {}
         for (path, old, owner), perms in self.files.items():
@@ -245,7 +269,7 @@ class BehaviourModel:
             if not has_wildcard(path):
                 literal = unescape_literal(path)
                 learned = self.learned_pattern(literal, path)
-                if learned is not None:
+                if learned is not None and (allows is None or allows(learned, "".join(perms))):
                     target = learned
                     self._record_example(learned, literal)
             folded.setdefault((target, old, owner), set()).update(perms)
@@ -284,6 +308,7 @@ class BehaviourModel:
         keys += [("mount", *m) for m in self.mounts]
         keys += [("unhandled", u) for u in self.unhandled]
         keys += [("syscall", s) for s in self.syscalls]
+        keys += [("nsflags", s, b) for s, bits in self.namespace_flags.items() for b in bits]
         keys += [("collapsed", c) for c in self.collapsed]
         for key in keys:
             yield key, self.entry_value(key)
@@ -310,6 +335,8 @@ class BehaviourModel:
             self.networks.add((entry[1], entry[2], int(entry[3])))
         elif kind == "mount":
             self.mounts.add((entry[1], entry[2], entry[3]))
+        elif kind == "nsflags":
+            self.namespace_flags.setdefault(entry[1], set()).add(int(entry[2]))
         else:
             members = {
                 "profile": self.profiles,
@@ -340,6 +367,8 @@ class BehaviourModel:
         self.mounts |= other.mounts
         self.unhandled |= other.unhandled
         self.syscalls |= other.syscalls
+        for name, bits in other.namespace_flags.items():
+            self.namespace_flags.setdefault(name, set()).update(bits)
         for pattern, examples in other.collapsed.items():
             if pattern not in self.collapsed:
                 self._index_pattern(pattern)
@@ -364,6 +393,7 @@ class BehaviourModel:
             + len(self.mounts)
             + len(self.unhandled)
             + len(self.syscalls)
+            + sum(len(bits) for bits in self.namespace_flags.values())
         )
 
     def fingerprint(self) -> tuple[int, int, int, int]:
@@ -427,8 +457,16 @@ class BehaviourModel:
                 ],
                 "unhandled": sorted(self.unhandled),
             },
-            "seccomp": {"syscalls": sorted(self.syscalls)},
+            "seccomp": self._seccomp_result(),
         }
+
+    def _seccomp_result(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"syscalls": sorted(self.syscalls)}
+        if self.namespace_flags:  # absent from models that never saw such a call
+            result["namespaceFlags"] = {
+                name: sorted(bits) for name, bits in sorted(self.namespace_flags.items())
+            }
+        return result
 
     @classmethod
     def from_dynamic_result(cls, data: dict[str, Any]) -> BehaviourModel:
@@ -440,6 +478,12 @@ class BehaviourModel:
             unhandled=set(aa.get("unhandled") or ()),
             syscalls=set((data.get("seccomp") or {}).get("syscalls") or ()),
         )
+        for name, bits in ((data.get("seccomp") or {}).get("namespaceFlags") or {}).items():
+            model.namespace_flags[name] = {int(b) for b in bits}
+        for name in model.syscalls & NAMESPACE_SYSCALLS.keys():
+            # A model from before flags were recorded (or from the audit log): the call
+            # counts as seen without namespace flags.
+            model.namespace_flags.setdefault(name, {0})
         for f in aa.get("files") or ():
             key = (f["path"], f.get("oldPath") or "", bool(f.get("owner", False)))
             model.files.setdefault(key, set()).update(f.get("permissions") or ())

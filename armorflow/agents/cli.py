@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
     register_agent(app)
     register_audit(app)
     register_trace(app)
+    register_enforce(app)
 
 
 # --- armorflow trace (armorflow/agents/trace_cmd.py) ---------------------------------------
@@ -36,6 +37,15 @@ def register(app: typer.Typer) -> None:
 
 def register_trace(app: typer.Typer) -> None:
     from armorflow.agents.trace_cmd import register_trace as register
+
+    register(app)
+
+
+# --- armorflow enforce (armorflow/agents/enforce.py) ----------------------------------------
+
+
+def register_enforce(app: typer.Typer) -> None:
+    from armorflow.agents.enforce import register as register
 
     register(app)
 

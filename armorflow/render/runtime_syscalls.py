@@ -27,6 +27,7 @@ RUNTIME_SYSCALLS: Final[dict[str, str]] = {
     "setresgid": "crun switches to the container's group with setresgid",
     "setresuid": "crun switches to the container's user with setresuid",
     "chdir": "the runtime enters the container's working directory",
+    "getcwd": "runc checks that the working directory it entered is inside the container",
     # Handing over: runc opens its exec fifo and writes one byte, then waits for start.
     "openat": "runc opens its exec fifo (/proc/self/fd/N) to signal it is ready",
     "write": "runc writes the ready byte to the exec fifo / sync pipe",
@@ -34,10 +35,16 @@ RUNTIME_SYSCALLS: Final[dict[str, str]] = {
     "close": "the runtime closes its own descriptors before exec",
     "close_range": "runc >= 1.1 marks all inherited descriptors close-on-exec at once",
     "fcntl": "fallback for close_range: FD_CLOEXEC one descriptor at a time",
+    "fstatfs": "runc checks that /proc/self/fd is on procfs before it closes descriptors",
+    "getdents64": "runc lists /proc/self/fd to mark its descriptors close-on-exec",
     "newfstatat": "the runtime stats the entrypoint and the exec fifo",
+    "faccessat": "runc (Go's exec.LookPath) checks the entrypoint is executable; Go falls "
+                 "back to faccessat when faccessat2 is refused",
     "fstat": "the runtime and the C library check descriptors before exec",
     # The Go runtime inside runc keeps running until execve replaces it.
     "futex": "Go runtime: thread parking and wake-ups while runc waits",
+    "clone": "Go runtime: a new OS thread while runc waits (namespace flags stay refused)",
+    "getppid": "runc checks that its parent is still there after setting the death signal",
     "nanosleep": "Go runtime: scheduler back-off (usleep)",
     "sched_yield": "Go runtime: scheduler spinning",
     "rt_sigreturn": "return from any signal handler (Go preemption signals)",

@@ -67,7 +67,7 @@ def _blob(store: dict[str, bytes], data: bytes, media_type: str) -> dict[str, An
     return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
 
 
-def _layer() -> bytes:
+def _layer(extra_files: dict[str, Path] | None = None) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name in ("bin", "etc", "tmp", "proc", "sys", "dev", "run"):
@@ -79,6 +79,8 @@ def _layer() -> bytes:
             info = tarfile.TarInfo(f"bin/{applet}")
             info.type, info.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(info)
+        for name, source in sorted((extra_files or {}).items()):
+            tar.add(str(source), name)
         for name, text in (("etc/hostname", b"armorflow-test\n"),
                            ("etc/passwd", b"root:x:0:0:root:/:/bin/sh\n"),
                            ("etc/group", b"root:x:0:\n")):
@@ -88,10 +90,12 @@ def _layer() -> bytes:
     return buf.getvalue()
 
 
-def build_image(out: Path, name: str = IMAGE) -> Path:
-    """Write an OCI image layout tarball holding busybox, named ``name``."""
+def build_image(out: Path, name: str = IMAGE,
+                extra_files: dict[str, Path] | None = None) -> Path:
+    """Write an OCI image layout tarball holding busybox (and ``extra_files``: path in
+    the image -> file on the host), named ``name``."""
     store: dict[str, bytes] = {}
-    layer = _layer()
+    layer = _layer(extra_files)
     layer_desc = _blob(store, layer, "application/vnd.oci.image.layer.v1.tar")
     config = {
         "architecture": "amd64", "os": "linux",
@@ -137,8 +141,10 @@ class Pod:
 class Containerd:
     """One containerd daemon under ``workdir``; stop() removes its pods and processes."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, *, extra_files: dict[str, Path] | None = None):
         self.workdir = workdir
+        #: image path -> host file, added to the image beside busybox
+        self.extra_files = dict(extra_files or {})
         self.root = workdir / "root"
         self.state = workdir / "state"
         self.socket = workdir / "containerd.sock"
@@ -192,7 +198,7 @@ class Containerd:
                 raise RuntimeError("containerd's CRI did not answer in time")
             time.sleep(0.2)
         self._ctr("images", "import", "--snapshotter", "native",
-                  str(build_image(self.workdir / "image.tar")))
+                  str(build_image(self.workdir / "image.tar", extra_files=self.extra_files)))
         return self
 
     def _ctr(self, *args: str) -> None:
@@ -228,14 +234,27 @@ class Containerd:
         self.pods.append(pod)
         return pod
 
-    def run_container(self, pod: Pod, name: str, command: list[str]) -> str:
-        """CreateContainer + StartContainer; returns the container id."""
+    def run_container(self, pod: Pod, name: str, command: list[str], *,
+                      seccomp_localhost: Path | None = None) -> str:
+        """CreateContainer + StartContainer; returns the container id.
+
+        ``seccomp_localhost``: run under that Seccomp profile file, as the kubelet asks
+        for ``securityContext.seccompProfile: {type: Localhost, localhostProfile: REL}``
+        (it passes the absolute path, REL under its ``seccomp/`` root). Without it the
+        container is unconfined, as CRI's default is.
+        """
+        linux = None
+        if seccomp_localhost is not None:
+            linux = api.LinuxContainerConfig(security_context=api.LinuxContainerSecurityContext(
+                seccomp=api.SecurityProfile(profile_type=api.SecurityProfile.Localhost,
+                                            localhost_ref=str(seccomp_localhost))))
         config = api.ContainerConfig(
             metadata=api.ContainerMetadata(name=name), image=api.ImageSpec(image=IMAGE),
             command=command, log_path=f"{name}.log",  # under the pod's log directory
             labels={"io.kubernetes.container.name": name, "io.kubernetes.pod.name": pod.name,
                     "io.kubernetes.pod.namespace": pod.namespace,
-                    "io.kubernetes.pod.uid": pod.uid})
+                    "io.kubernetes.pod.uid": pod.uid},
+            linux=linux)
         client = self.client
         resp = client.call(client.stub.CreateContainer, api.CreateContainerRequest(
             pod_sandbox_id=pod.sandbox_id, config=config, sandbox_config=pod.config),
@@ -245,6 +264,25 @@ class Containerd:
                     api.StartContainerRequest(container_id=container_id), timeout_s=60)
         pod.containers[name] = container_id
         return container_id
+
+    def wait_exit(self, container_id: str, timeout_s: float = 30.0) -> api.ContainerStatus:
+        """The container's status once it has exited (exit_code, reason, message)."""
+        client = self.client
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = client.call(client.stub.ContainerStatus, api.ContainerStatusRequest(
+                container_id=container_id), timeout_s=30).status
+            if status.state == api.CONTAINER_EXITED:
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"container {container_id[:12]} still runs")
+            time.sleep(0.1)
+
+    def container_log(self, pod: Pod, name: str) -> list[str]:
+        """The lines the container wrote (CRI log format: TIME STREAM TAG TEXT)."""
+        path = self.logs / pod.uid / f"{name}.log"
+        return [line.split(" ", 3)[3] for line in path.read_text().splitlines()
+                if line.count(" ") >= 3]
 
     def container_pids(self, container_id: str) -> list[int]:
         """The host pids in a container's cgroup (runc's cgroupfs layout)."""

@@ -25,6 +25,7 @@
 
 #define EVENT_FLAG_TRUNCATED 1
 #define EVENT_FLAG_COMPAT 2
+#define EVENT_FLAG_NS_FLAGS 4  // EV_SYSCALL: arg[1] holds the call's namespace flags
 
 #define COMM_LEN 16
 #define NAME_LIMIT 256    // NAME_MAX + 1

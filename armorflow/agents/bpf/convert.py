@@ -17,6 +17,7 @@ from armorflow.agents.bpf.records import (
     EV_SIGNAL,
     EV_SYSCALL,
     FLAG_COMPAT,
+    FLAG_NS_FLAGS,
     Record,
 )
 from armorflow.agents.syscalls import syscall_name
@@ -86,6 +87,8 @@ def convert(
         name = syscall_name(a0, arch)
         if name is None:
             raise SkipRecord("unknown_syscall", f"{arch} {a0}")
+        if record.flags & FLAG_NS_FLAGS:
+            return [make_event("syscall", name=name, flags=a1, **common)]
         return [make_event("syscall", name=name, **common)]
     if kind == EV_CAPABILITY:
         cap = names.capability_name(a0)

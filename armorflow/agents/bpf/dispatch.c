@@ -1,7 +1,7 @@
 // One program per syscall hook, dispatching to the concerns by syscall number: a program
 // invocation costs more than the switch, and these two run on every syscall of the node.
 // Other tasks cost one per-CPU memo check; targets are handled by syscalls.c (names),
-// files.c (opens, at exit), network.c and mounts.c (at entry). ptrace is looked at for
+// files.c (opens, at exit), network.c, mounts.c and namespaces.c (at entry). ptrace is looked at for
 // every task, because a task that is not a target may ask its target parent to trace it.
 
 RAW_TRACEPOINT_PROBE(sys_enter) {
@@ -19,6 +19,13 @@ RAW_TRACEPOINT_PROBE(sys_enter) {
     if (!target)
         return 0;
     memo->regs = (u64)ctx->args[0];
+    if (!memo->compat && (nr == SYSNR_CLONE || nr == SYSNR_CLONE3 || nr == SYSNR_UNSHARE ||
+                          nr == SYSNR_SETNS)) {
+        // named with their namespace flags by namespaces.c, not by syscalls.c
+        struct syscall_args a = {};
+        read_syscall_args((void *)ctx->args[0], &a);
+        return namespaces_on_enter(target, nr, &a);
+    }
     syscall_seen(memo, nr);
     if (memo->compat)
         return 0;  // the numbers below are x86_64 ones

@@ -31,6 +31,7 @@ PROGRAM_FILES: Final = (
     "network.c",
     "signals.c",
     "mounts.c",
+    "namespaces.c",
     "dispatch.c",
 )
 
@@ -69,6 +70,7 @@ OFFSETS: Final[dict[str, tuple[str, str]]] = {
     "OFF_SOCKET_SK": ("socket", "sk"),
     "OFF_SOCK_FAMILY": ("sock", "__sk_common.skc_family"),
     "OFF_SOCK_PROTOCOL": ("sock", "sk_protocol"),
+    "OFF_CLONE_ARGS_FLAGS": ("clone_args", "flags"),  # UAPI, in user memory (clone3)
 }
 
 #: x86's "32-bit syscall active" thread status bit (arch/x86/include/asm/thread_info.h);
@@ -139,7 +141,7 @@ def kernel_source_dir() -> Path | None:
 DISPATCHED_SYSCALLS: Final = (
     "open", "openat", "openat2", "creat", "socket", "socketpair", "connect", "mount",
     "umount2", "pivot_root", "ptrace", "mmap", "mprotect", "brk", "mremap", "execve",
-    "execveat", "clone", "clone3", "fork", "vfork",
+    "execveat", "clone", "clone3", "fork", "vfork", "unshare", "setns",
 )
 
 

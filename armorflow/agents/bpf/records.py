@@ -25,6 +25,7 @@ CNT_UNMEDIATED: Final = 4
 
 FLAG_TRUNCATED: Final = 1
 FLAG_COMPAT: Final = 2
+FLAG_NS_FLAGS: Final = 4  # EV_SYSCALL: args[1] holds the call's CLONE_NEW* bits
 
 # u32 kind, target, tgid, tid; u64 ts; char comm[16]; u64 arg[4]; u32 data_len, flags
 _HEADER: Final = struct.Struct("<IIIIQ16s4QII")

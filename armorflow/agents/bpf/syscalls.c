@@ -1,6 +1,8 @@
 // Syscalls: each distinct syscall number a target makes, once per target (a bitmap in
 // target_state), in the task's own ABI (i386 numbers for 32-bit tasks). Called from the
-// sys_enter dispatcher (dispatch.c) for every syscall of a target.
+// sys_enter dispatcher (dispatch.c) for every syscall of a target but the namespace ones
+// of 64-bit tasks (clone, clone3, unshare, setns), which namespaces.c reports with their
+// flags.
 
 static __always_inline void syscall_seen(struct task_memo *memo, long nr) {
     if (nr < 0 || nr >= 512)
