@@ -8,7 +8,6 @@ profiles are rendered. Each stage is a small object with one job, called through
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -58,42 +57,39 @@ class Stage(Protocol):
 
 
 class ClassifierStage:
-    """Collapses random path segments with the shipped classifier."""
+    """Collapses random path segments with the shipped classifier, under the safety policy
+    (armorflow/pipeline/classifier/safety.py): no glob widens write or exec permissions in
+    a protected place, whichever step proposed it."""
 
     name = "classifier"
 
     def __init__(self, sibling_threshold: int | None = None) -> None:
-        from armorflow.pipeline.classifier import load_default
+        from armorflow.pipeline.classifier import DEFAULT_THRESHOLD, load_default
+        from armorflow.pipeline.classifier.safety import SafeCollapse
 
         self._classifier = load_default()
-        self._sibling_threshold = sibling_threshold
+        self._sibling_threshold = (
+            DEFAULT_THRESHOLD if sibling_threshold is None else sibling_threshold
+        )
+        #: The way-in mapper; its ``refused`` counts way-in refusals per safety rule.
+        self.mapper = SafeCollapse(self._classifier.collapse)
 
     def path_mapper(self) -> PathMapper:
-        collapse: Callable[[str], str] = self._classifier.collapse
-        return collapse
+        return self.mapper
 
     def close(self, window: ClosedWindow) -> ClosedWindow:
-        from armorflow.pipeline.classifier import collapse_siblings
+        from armorflow.pipeline.classifier import guard, safety
 
         model = window.model
-        model.fold_learned()
-        patterns = {key[0] for key in model.files}
-        kwargs = {} if self._sibling_threshold is None else {"threshold": self._sibling_threshold}
-        mapping = collapse_siblings(patterns, **kwargs)
-        if any(src != dst for src, dst in mapping.items()):
-            files: dict[tuple[str, str, bool], set[str]] = {}
-            for (path, old, owner), perms in model.files.items():
-                new = mapping.get(path, path)
-                if new != path:
-                    examples = model.collapsed.setdefault(new, set())
-                    examples.update(model.collapsed.pop(path, {path}))
-                files.setdefault((new, old, owner), set()).update(perms)
-            model.files = files
-            # Keep the bounded example sets bounded after merging.
-            for pattern, examples in model.collapsed.items():
-                while len(examples) > 3:
-                    examples.discard(max(examples))
-                model.collapsed[pattern] = examples
+        model.fold_learned(safety.allows)
+        guard.guarded_sibling_collapse(model, self._sibling_threshold)
+        refused = guard.merge_refusals(
+            guard.enforce_stored_globs(model),
+            guard.refused_collapses(model, self._classifier.collapse, self._sibling_threshold),
+        )
+        if refused:
+            window.counts["collapsesRefused"] = len(refused)
+            window.notes.extend(guard.refusal_notes(refused))
         return window
 
 

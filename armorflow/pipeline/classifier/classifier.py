@@ -40,6 +40,33 @@ class Explanation:
     #: Model probability of the best random span (None when no model score was needed).
     score: float | None
     result: str
+    #: What in the segment made the rule decide (the feature, span or shape), for people.
+    detail: str = ""
+
+    def describe(self) -> str:
+        """One line: the rule, its score, what it saw (``--explain`` and the report)."""
+        score = "" if self.score is None else f" score={self.score:.3f}"
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.rule}{score}{detail}"
+
+
+#: What each named rule looks at, for explanations (rules.py and the tree conventions).
+RULE_DETAILS: dict[str, str] = {
+    "uuid": "an RFC 4122 UUID",
+    "hex>=16": "a run of 16+ hex digits (digest or container id)",
+    "k8s-atomic-writer-dir": "kubelet's atomic-writer directory ..YYYY_MM_DD_HH_MM_SS.<n>",
+    "container layer id": "a child of a container layer store that holds a digit",
+    "procfs <pid>": "a pid in front of a procfs entry name (procfs seen from elsewhere)",
+    "/proc map_files range": "an address range under /proc/<pid>/map_files",
+    "/sys/devices/** convention": "device topology differs per node",
+}
+
+
+def rule_detail(rule: str) -> str:
+    """What a named rule looks at (pid/tid/fd rules read ``/proc <parent>/<n>``)."""
+    if rule.startswith("/proc ") and rule.endswith("/<n>"):
+        return f"a number under {rule.removeprefix('/proc ').removesuffix('/<n>')}/ in /proc"
+    return RULE_DETAILS.get(rule, "")
 
 
 def render(seg: str, spans: list[tuple[int, int]]) -> str:
@@ -83,21 +110,35 @@ class PathClassifier:
         ruled = segment_rule(seg)
         if ruled is not None:
             name, spans = ruled
-            return Explanation(seg, name, None, render(seg, spans))
+            return Explanation(seg, name, None, render(seg, spans), rule_detail(name))
         if self.model.obviously_stable(seg):
-            return Explanation(seg, "lexicon", None, escape_literal(seg))
+            return Explanation(
+                seg, "lexicon", None, escape_literal(seg),
+                "every word is a known file-name word or a short number",
+            )
         known = self.templates.match(seg)
         if known is not None:
-            return Explanation(seg, "template", None, render(seg, [known]))
+            i, j = known
+            shape = f"learned shape: {len(seg)} characters, prefix {seg[:i]!r}, suffix {seg[j:]!r}"
+            return Explanation(seg, "template", None, render(seg, [known]), shape)
         best = self.model.best_span(seg)
         if best is None:
             # No word scored random enough to be worth a span search.
-            return Explanation(seg, "word-gate", None, escape_literal(seg))
+            return Explanation(
+                seg, "word-gate", None, escape_literal(seg),
+                f"no word scored at or above the gate {self.model.gate:.3f}",
+            )
         i, j, p = best
+        span = f"best random span {seg[i:j]!r}"
         if p >= self.model.threshold:
             self.templates.learn(seg, i, j)
-            return Explanation(seg, "model", p, render(seg, [(i, j)]))
-        return Explanation(seg, "model", p, escape_literal(seg))
+            return Explanation(
+                seg, "model", p, render(seg, [(i, j)]),
+                f"{span} >= threshold {self.model.threshold:.3f}",
+            )
+        return Explanation(
+            seg, "model", p, escape_literal(seg), f"{span} < threshold {self.model.threshold:.3f}"
+        )
 
     def _segment(self, seg: str) -> str:
         hit = self._cache.get(seg)
@@ -171,15 +212,25 @@ class PathClassifier:
 
     def explain(self, path: str) -> list[Explanation]:
         """One Explanation per non-empty segment (or one for the /sys/devices convention)."""
+        return [e for e in self.explain_segments(path) if e.segment]
+
+    def explain_segments(self, path: str) -> list[Explanation]:
+        """One Explanation per ``/``-separated part of ``path``, empty ones included, so
+        that index ``i`` explains segment ``i`` of the glob (the /sys/devices convention
+        gives one Explanation for the whole path)."""
         parts = path.split("/")
         if self._sys_devices(parts):
-            return [Explanation(path, "/sys/devices/** convention", None, "/sys/devices/**")]
+            convention = "/sys/devices/** convention"
+            return [
+                Explanation(path, convention, None, "/sys/devices/**", rule_detail(convention))
+            ]
         out: list[Explanation] = []
         for idx, seg in enumerate(parts):
-            if not seg:
-                continue
-            rule = self._context_rule(parts, idx) if len(parts) > 2 else None
-            out.append(Explanation(seg, rule, None, "*") if rule else self._decide(seg))
+            rule = self._context_rule(parts, idx) if len(parts) > 2 and seg else None
+            if rule:
+                out.append(Explanation(seg, rule, None, "*", rule_detail(rule)))
+            else:
+                out.append(self._decide(seg))
         return out
 
 

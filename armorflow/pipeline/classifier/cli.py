@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from armorflow.pipeline.classifier.classifier import PathClassifier
 
 
 def _collapse(
@@ -21,42 +24,69 @@ def _collapse(
             " (reads all input first).",
         ),
     ] = None,
+    perms: Annotated[
+        str | None,
+        typer.Option(
+            "--perms",
+            help="Permissions the rules would carry (letters of 'rwamlk', 'x' for exec):"
+            " apply the safety policy, printing the literal path where it refuses the glob.",
+        ),
+    ] = None,
     model: Annotated[
         Path | None, typer.Option("--model", help="Model file (default: the shipped one).")
     ] = None,
 ) -> None:
     """Read literal paths on stdin (one per line); print their AppArmor globs in order."""
     from armorflow.pipeline.classifier.classifier import PathClassifier, load_default
+    from armorflow.pipeline.classifier.safety import EVERY
     from armorflow.pipeline.classifier.siblings import collapse_siblings
     from armorflow.pipeline.classifier.span_model import SpanModel
 
+    if perms is not None and (not perms or not set(perms) <= EVERY):
+        raise typer.BadParameter(f"letters of {''.join(sorted(EVERY))!r}", param_hint="--perms")
     clf = PathClassifier(SpanModel.load(model)) if model else load_default()
-    out = sys.stdout
     if siblings is not None:
         paths = [line.rstrip("\n") for line in sys.stdin]
         globs = [clf.collapse(p) for p in paths]
         merged = collapse_siblings(globs, threshold=siblings)
         for p, g in zip(paths, globs, strict=True):
-            out.write(merged[g] + "\n")
-            if explain:
-                _write_explanation(clf, p, merged[g])
+            _write_result(clf, p, g, merged[g], perms, explain)
         return
     for line in sys.stdin:
         path = line.rstrip("\n")
-        result = clf.collapse(path)
-        out.write(result + "\n")
-        if explain:
-            _write_explanation(clf, path, result)
+        glob = clf.collapse(path)
+        _write_result(clf, path, glob, glob, perms, explain)
 
 
-def _write_explanation(clf: object, path: str, result: str) -> None:
-    from armorflow.pipeline.classifier.classifier import PathClassifier
+def _write_result(
+    clf: PathClassifier, path: str, glob: str, merged: str, perms: str | None, explain: bool
+) -> None:
+    """One output line (the glob, or the literal path where the policy refuses the glob
+    for ``perms``), then with ``explain`` the ``#`` lines that say why."""
+    from armorflow.aaglob import escape_literal
+    from armorflow.pipeline.classifier.safety import refusal, refused_letters
 
-    assert isinstance(clf, PathClassifier)
-    sys.stdout.write(f"#  {path} -> {result}\n")
+    rule = refusal(merged, perms) if perms is not None else None
+    out = escape_literal(path) if rule is not None else merged
+    sys.stdout.write(out + "\n")
+    if not explain:
+        return
+    sys.stdout.write(f"#  {path} -> {out}\n")
     for e in clf.explain(path):
-        score = "" if e.score is None else f" score={e.score:.3f}"
-        sys.stdout.write(f"#    {e.segment!r}: {e.rule}{score} -> {e.result}\n")
+        sys.stdout.write(f"#    {e.segment!r}: {e.describe()} -> {e.result}\n")
+    if merged != glob:
+        sys.stdout.write(
+            f"#    sibling collapse: {glob} -> {merged} (numbered siblings differ only in"
+            " digit runs)\n"
+        )
+    if rule is not None:
+        sys.stdout.write(
+            f"#    kept literal by safety rule {rule.name} ({rule.why}): {merged} may not"
+            f" carry {perms}\n"
+        )
+    elif perms is None and (limits := refused_letters(merged)):
+        said = ", ".join(f"{name} refuses {letters}" for name, letters in limits.items())
+        sys.stdout.write(f"#    safety: {said}; a rule with those stays literal\n")
 
 
 classifier_app = typer.Typer(help="Train and inspect the path classifier model.")

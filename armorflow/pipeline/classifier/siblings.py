@@ -15,6 +15,10 @@ from collections.abc import Iterable
 from armorflow.aaglob import escape_literal, has_wildcard, unescape_literal
 
 DEFAULT_THRESHOLD = 10
+#: Threshold in a directory the workload writes files in: names it generates itself
+#: (``job0001``, ``job0002``...) are a counter after a few, while numbered names it only
+#: reads (``man1`` ... ``man9``) are a fixed set the image ships.
+CREATED_THRESHOLD = 3
 _DIGITS = re.compile(r"\d+")
 
 
@@ -49,12 +53,18 @@ def _merge(values: list[str]) -> str:
 
 
 def collapse_siblings(
-    patterns: Iterable[str], threshold: int = DEFAULT_THRESHOLD
+    patterns: Iterable[str],
+    threshold: int = DEFAULT_THRESHOLD,
+    *,
+    created_dirs: frozenset[str] = frozenset(),
+    created_threshold: int = CREATED_THRESHOLD,
 ) -> dict[str, str]:
     """Map each pattern to its sibling-collapsed form (unchanged when nothing applies).
 
     Works bottom-up one path depth at a time, so ``.../client_temp/0000000001/x`` and
-    ``.../client_temp/0000000002/x`` merge on the numbered directory too.
+    ``.../client_temp/0000000002/x`` merge on the numbered directory too. Children of a
+    directory in ``created_dirs`` (patterns of directories the workload writes files in)
+    merge from ``created_threshold`` siblings on.
     """
     originals = list(dict.fromkeys(patterns))
     current = {p: p.split("/") for p in originals}
@@ -71,7 +81,10 @@ def collapse_siblings(
             groups[key].add(literal)
         merged: dict[tuple[str, str, str], str] = {}
         for key, values in groups.items():
-            if len(values) >= threshold:
+            needed = threshold
+            if key[0] in created_dirs and not key[1]:
+                needed = min(threshold, created_threshold)
+            if len(values) >= needed:
                 glob = _merge(sorted(values))
                 if glob:
                     merged[key] = glob

@@ -1,0 +1,83 @@
+"""Which rule or feature made each glob of a model (``armorflow report``).
+
+A model keeps, per collapsed pattern, the smallest literal paths it replaced. Each
+wildcard segment of the pattern is explained from one of them: the classifier's own
+:class:`~armorflow.pipeline.classifier.classifier.Explanation` when the classifier puts
+the same segment there, else the sibling collapse (numbered names, digit runs merged) or
+a pattern the model learned from a sibling name and folded this one into.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from armorflow.aaglob import has_wildcard, matches
+from armorflow.model import BehaviourModel
+from armorflow.pipeline.classifier.classifier import PathClassifier
+
+
+@dataclass(frozen=True)
+class GlobOrigin:
+    """Why one glob of a model is what it is."""
+
+    pattern: str
+    #: The literal path explained (None when the model recorded none).
+    example: str | None
+    #: One line per wildcard segment (or one for the whole glob).
+    reasons: tuple[str, ...]
+
+    def describe(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def model_globs(model: BehaviourModel) -> list[str]:
+    """Every distinct glob the model's rules carry (files, link targets, execs, mounts)."""
+    found = {p for (path, old, _owner) in model.files for p in (path, old) if p}
+    found |= model.executions
+    found |= {path for _op, path, _fstype in model.mounts}
+    return sorted(p for p in found if has_wildcard(p))
+
+
+def glob_origin(pattern: str, examples: set[str], classifier: PathClassifier) -> GlobOrigin:
+    """Explain ``pattern`` from the examples it replaced."""
+    if not examples:
+        return GlobOrigin(pattern, None, ("no recorded example: the glob came with the model",))
+    ordered = sorted(examples)
+    # Prefer an example the classifier turns into exactly this glob: then every segment
+    # is the classifier's.
+    example = next((e for e in ordered if classifier.collapse(e) == pattern), ordered[0])
+    explained = classifier.explain_segments(example)
+    if len(explained) == 1 and explained[0].result == pattern:  # /sys/devices/**
+        return GlobOrigin(pattern, example, (f"classifier: {explained[0].describe()}",))
+    pattern_parts = pattern.split("/")
+    literal_parts = example.split("/")
+    if len(pattern_parts) != len(literal_parts) or len(explained) != len(literal_parts):
+        return GlobOrigin(pattern, example, ("a pattern learned from a sibling name",))
+    reasons: list[str] = []
+    for piece, literal, why in zip(pattern_parts, literal_parts, explained, strict=True):
+        if not has_wildcard(piece):
+            continue
+        if why.result == piece:
+            reasons.append(f"{literal!r}: classifier: {why.describe()}")
+        elif _numbered_sibling(piece, literal):
+            reasons.append(
+                f"{literal!r}: sibling collapse (numbered siblings differ only in digit runs)"
+            )
+        else:
+            reasons.append(f"{literal!r}: a pattern learned from a sibling name")
+    return GlobOrigin(pattern, example, tuple(reasons))
+
+
+def _numbered_sibling(piece: str, literal: str) -> bool:
+    """``piece`` is what the sibling collapse writes for ``literal``: one ``*`` over a
+    varying region that starts and ends with a digit (``client_temp/*``, ``man*``)."""
+    if piece.count("*") != 1 or "\\" in piece or not matches("/" + piece, "/" + literal):
+        return False
+    prefix, suffix = piece.split("*")
+    middle = literal[len(prefix) : len(literal) - len(suffix)]
+    return bool(middle) and middle[0].isdigit() and middle[-1].isdigit()
+
+
+def model_origins(model: BehaviourModel, classifier: PathClassifier) -> list[GlobOrigin]:
+    """:func:`glob_origin` for every glob of the model."""
+    return [glob_origin(p, model.collapsed.get(p, set()), classifier) for p in model_globs(model)]
