@@ -14,6 +14,15 @@ settled, so that a late failure cannot overtake them, then appended to the spool
 ``retry_interval_s`` the oldest spooled messages are re-sent in order; when all of them are
 acknowledged the publisher is back online. A restarted agent finds the spool and resumes.
 
+Disk full. A message the spool cannot take (ENOSPC, EDQUOT, EIO) is kept in a bounded
+memory buffer (``memory_buffer_bytes``, 64 MiB) behind the spool, in order, and every
+``retry_interval_s`` moved to disk again; when the spool is empty and the broker answers,
+the buffer is sent straight from memory. Past that bound the newest messages are dropped,
+counted (``dropped_events``) and logged, like a spool at its size bound. Nothing here
+raises: the agent keeps capturing through a full disk. Messages in the buffer are not
+durable, so :meth:`Publisher.durable_seq` stays below them (a source re-reads them after
+a crash).
+
 Delivery guarantee: at least once. A spooled message whose re-send was acknowledged but
 whose acknowledgement we did not see (a second outage, a crash between send and ack) is
 sent again. The pipeline's model is a union of behaviours, so a repeat changes nothing.
@@ -25,9 +34,10 @@ position only up to that point (the audit checkpoint), so a crash never skips ev
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -50,7 +60,8 @@ DEFAULT_RETRY_INTERVAL_S: Final = 2.0
 DRAIN_CHUNK: Final = 2_000
 #: Messages held in memory while spooling starts, before they go to disk regardless.
 MAX_HELD: Final = 100_000
-
+#: Bytes of messages the disk refused that are kept in memory before the newest are dropped.
+DEFAULT_MEMORY_BUFFER_BYTES: Final = 64 << 20
 
 
 @dataclass
@@ -81,12 +92,14 @@ class Publisher:
         retry_interval_s: float = DEFAULT_RETRY_INTERVAL_S,
         spool_max_bytes: int = 1 << 30,
         fsync: FsyncPolicy = "batch",
+        memory_buffer_bytes: int = DEFAULT_MEMORY_BUFFER_BYTES,
         extra_config: dict[str, Any] | None = None,
     ):
         self.settings = settings
         self.batch_size = batch_size
         self.linger_s = linger_s
         self.retry_interval_s = retry_interval_s
+        self.memory_buffer_bytes = memory_buffer_bytes
         self._conf = producer_config(settings, message_timeout_ms=message_timeout_ms,
                                      **(extra_config or {}))
         self._conf["error_cb"] = self._on_error
@@ -98,7 +111,16 @@ class Publisher:
         self._in_flight: dict[int, _InFlight] = {}
         self._held: list[tuple[SpoolRecord, int]] = []
         self._spooling = len(self.spool) > 0
-        self._drain: dict[int, tuple[int, SpoolCursor, bool | None]] = {}
+        self._drain: dict[int, tuple[int, SpoolCursor | None, bool | None]] = {}
+        #: The drain in progress re-sends the memory buffer, not the spool.
+        self._drain_from_memory = False
+        #: Messages the disk refused, oldest first, with their first sequence numbers.
+        self._overflow: deque[tuple[SpoolRecord, int]] = deque()
+        self._overflow_bytes = 0
+        self._last_overflow_retry = 0.0
+        self._disk_failing = False
+        #: Lowest sequence number appended to the spool since its last successful sync.
+        self._unsynced_seq: int | None = None
         self._last_attempt = 0.0
         self._recreate = False
         self.counters: dict[str, int] = defaultdict(int)
@@ -165,8 +187,7 @@ class Publisher:
         if not self._spooling:
             log.warning("broker unreachable (%s): spooling to %s", err, self.spool.directory)
         self._spooling = True
-        self._to_spool(record)
-        del flight
+        self._to_spool(record, flight.first_seq)
 
     def _hold(self, record: SpoolRecord, first_seq: int) -> None:
         self._held.append((record, first_seq))
@@ -177,22 +198,78 @@ class Publisher:
         # Not fsynced here, once per message: durable_seq() and flush() sync before they
         # report anything as safe.
         held, self._held = self._held, []
-        for record, _ in held:
-            self._to_spool(record)
+        for record, first_seq in held:
+            self._to_spool(record, first_seq)
 
-    def _to_spool(self, record: SpoolRecord) -> None:
+    def _to_spool(self, record: SpoolRecord, first_seq: int) -> None:
+        """Park a message on disk, or in memory behind earlier ones the disk refused."""
+        if self._overflow or not self._park_on_disk(record, first_seq):
+            self._keep_in_memory(record, first_seq)
+
+    def _park_on_disk(self, record: SpoolRecord, first_seq: int) -> bool:
+        """Append to the spool (or drop, at its size bound); False if the disk refused."""
         try:
             self.spool.append(record)
         except SpoolFull as full:
-            # Bounded means something gives: the newest events, counted and logged loudly
-            # (the first time and every 1000th), never silently.
-            self.counters["dropped_events"] += record.count
-            self.counters["dropped_messages"] += 1
-            if self.counters["dropped_messages"] % 1000 == 1:
-                log.error("%s; %d event(s) dropped so far", full, self.counters["dropped_events"])
-            return
+            self._drop(record, str(full))
+            return True
+        except OSError as exc:
+            self.counters["spool_write_errors"] += 1
+            if not self._disk_failing:
+                log.error("spool %s cannot be written (%s): keeping messages in memory (up to "
+                          "%d bytes) and retrying every %.1f s", self.spool.directory, exc,
+                          self.memory_buffer_bytes, self.retry_interval_s)
+            self._disk_failing = True
+            return False
+        if self._disk_failing:
+            log.warning("spool %s is writable again", self.spool.directory)
+            self._disk_failing = False
         self.counters["spooled_messages"] += 1
         self.counters["spooled_events"] += record.count
+        if self._unsynced_seq is None or first_seq < self._unsynced_seq:
+            self._unsynced_seq = first_seq
+        return True
+
+    @staticmethod
+    def _memory_size(record: SpoolRecord) -> int:
+        return len(record.value) + len(record.key) + len(record.topic)
+
+    def _keep_in_memory(self, record: SpoolRecord, first_seq: int) -> None:
+        size = self._memory_size(record)
+        if self._overflow_bytes + size > self.memory_buffer_bytes:
+            self._drop(record, f"spool {self.spool.directory} cannot be written and the memory "
+                               f"buffer is full ({self.memory_buffer_bytes} bytes)")
+            return
+        self._overflow.append((record, first_seq))
+        self._overflow_bytes += size
+        self.counters["memory_buffered_messages"] += 1
+
+    def _drop(self, record: SpoolRecord, why: str) -> None:
+        # Bounded means something gives: the newest events, counted and logged loudly
+        # (the first time and every 1000th), never silently.
+        self.counters["dropped_events"] += record.count
+        self.counters["dropped_messages"] += 1
+        if self.counters["dropped_messages"] % 1000 == 1:
+            log.error("%s; %d event(s) dropped so far", why, self.counters["dropped_events"])
+
+    def _release_overflow(self, messages: int) -> None:
+        """Forget the oldest ``messages`` of the memory buffer (written or delivered)."""
+        for _ in range(messages):
+            record, _ = self._overflow.popleft()
+            self._overflow_bytes -= self._memory_size(record)
+
+    def _retry_overflow(self) -> None:
+        """Move the memory buffer to disk, oldest first, until the disk refuses again."""
+        self._last_overflow_retry = time.monotonic()
+        moved = 0
+        for record, first_seq in self._overflow:
+            if not self._park_on_disk(record, first_seq):
+                break
+            moved += 1
+        self._release_overflow(moved)
+        if moved:
+            log.info("moved %d message(s) from memory to the spool; %d still in memory",
+                     moved, len(self._overflow))
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -211,6 +288,9 @@ class Publisher:
             self._emit(key, self._batches.pop(key))
         if self._held and not self._in_flight:
             self._spool_held()
+        if (self._overflow and not (self._drain and self._drain_from_memory)
+                and now - self._last_overflow_retry >= self.retry_interval_s):
+            self._retry_overflow()
         if self._recreate and not self._in_flight and not self._drain:
             self._producer = Producer(self._conf)
             self._recreate = False
@@ -222,7 +302,12 @@ class Publisher:
 
     def _start_drain(self) -> None:
         self._last_attempt = time.monotonic()
-        chunk = self.spool.peek(DRAIN_CHUNK)
+        chunk: list[tuple[SpoolRecord, SpoolCursor | None]] = []
+        chunk += self.spool.peek(DRAIN_CHUNK)
+        # The memory buffer comes after the spool: it is sent once the spool is empty.
+        self._drain_from_memory = not chunk
+        if not chunk:
+            chunk += [(record, None) for record, _ in itertools.islice(self._overflow, DRAIN_CHUNK)]
         if not chunk:
             self._spooling = False
             log.info("spool drained: back online")
@@ -254,12 +339,15 @@ class Publisher:
             self.counters["delivered_events"] += count
         failed = len(self._drain) - acked
         self._drain.clear()
-        if through is not None:
+        if self._drain_from_memory:
+            self._release_overflow(acked)
+        elif through is not None:
             self.spool.ack(through, acked)
         if failed:
             self.counters["failed_resends"] += failed
-            log.info("broker still unreachable: %d spooled message(s) wait", len(self.spool))
-        elif len(self.spool) == 0 and not self._held:
+            log.info("broker still unreachable: %d spooled message(s) wait",
+                     len(self.spool) + len(self._overflow))
+        elif len(self.spool) == 0 and not self._held and not self._overflow:
             self._spooling = False
             log.info("spool drained: back online")
         else:
@@ -269,11 +357,28 @@ class Publisher:
 
     def durable_seq(self) -> int:
         """Every event with a sequence number <= this is delivered or synced to the spool."""
-        self.spool.sync()  # failed messages appended by delivery callbacks become durable
+        # Failed messages appended by delivery callbacks become durable.
+        synced = self._sync_spool()
         unsettled = [b.first_seq for b in self._batches.values()]
         unsettled += [f.first_seq for f in self._in_flight.values()]
         unsettled += [seq for _, seq in self._held]
+        unsettled += [seq for _, seq in self._overflow]
+        if not synced and self._unsynced_seq is not None:
+            unsettled.append(self._unsynced_seq)
         return min(unsettled) - 1 if unsettled else self._seq
+
+    def _sync_spool(self) -> bool:
+        """fsync the spool; False (logged, not raised) when the disk refuses."""
+        try:
+            self.spool.sync()
+        except OSError as exc:
+            self.counters["spool_sync_errors"] += 1
+            if self.counters["spool_sync_errors"] % 100 == 1:
+                log.error("spool %s: fsync failed (%s); its newest messages are not durable yet",
+                          self.spool.directory, exc)
+            return False
+        self._unsynced_seq = None
+        return True
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Send everything now and wait: True when all is delivered, False if some is spooled.
@@ -290,7 +395,7 @@ class Publisher:
                     break
                 if time.monotonic() - self._last_attempt < self.retry_interval_s:
                     time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        self.spool.sync()
+        self._sync_spool()
         return not self._spooling and not self._in_flight and not self._batches
 
     def close(self, timeout: float = 30.0) -> None:
@@ -304,6 +409,12 @@ class Publisher:
             self._producer.poll(0)
         if self._held:
             self._spool_held()
+        if self._overflow:
+            self._retry_overflow()
+        for record, _ in self._overflow:
+            self._drop(record, f"closing with messages the spool {self.spool.directory} "
+                               f"could not take (disk full?)")
+        self._release_overflow(len(self._overflow))
         self.spool.close()
 
     def stats(self) -> dict[str, Any]:
@@ -312,6 +423,12 @@ class Publisher:
             "spooling": self._spooling,
             "spool_messages": len(self.spool),
             "spool_bytes": self.spool.size_bytes,
+            "spool_corrupt_records": self.spool.corrupt_records,
+            "spool_cursor_corrections": self.spool.cursor_corrections,
+            "spool_cursor_save_errors": self.spool.cursor_save_errors,
+            "memory_messages": len(self._overflow),
+            "memory_events": sum(record.count for record, _ in self._overflow),
+            "memory_bytes": self._overflow_bytes,
             "in_flight_messages": len(self._in_flight) + len(self._drain),
             "pending_events": sum(len(b.events) for b in self._batches.values()),
         }

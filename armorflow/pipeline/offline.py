@@ -1,13 +1,18 @@
 """The offline path: the same reducer and stages as the streaming pipeline, over a
 recording, with no broker. One window per profile over the whole recording (or the
-first ``duration_s`` from each profile's first event)."""
+first ``duration_s`` from each profile's first event).
+
+An event whose profile or namespace name is not safe (:mod:`armorflow.names`) is skipped
+and counted in ``rejects``; the other profiles are modeled. The recording readers refuse
+such lines already; checking here too keeps a caller that passes events straight in from
+producing a model it could never write."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from armorflow.events import Event
+from armorflow.events import Event, EventError, Rejects, check_names
 from armorflow.model import BehaviourModel
 from armorflow.pipeline.stages import ClosedWindow, Stages
 from armorflow.pipeline.window import NS
@@ -28,13 +33,20 @@ def model_recording(
     duration_s: float | None = None,
     namespace: str = "varmor",
     enforcer: str = "AppArmorSeccomp",
+    rejects: Rejects | None = None,
 ) -> list[ClosedWindow]:
-    """Reduce a recording to one closed, staged window per profile (sorted by profile)."""
+    """Reduce a recording to one closed, staged window per profile (sorted by profile).
+
+    Events with an unsafe profile or namespace name go to ``rejects`` (without it, the
+    first one raises :class:`~armorflow.events.EventError`).
+    """
     path_of = stages.path_mapper()
     models: dict[str, BehaviourModel] = {}
     windows: dict[str, OfflineWindow] = {}
     for event in events:
         profile = event["profile"]
+        if not _names_ok(event, rejects):
+            continue
         ts = event["ts"]
         window = windows.get(profile)
         if window is None:
@@ -62,3 +74,15 @@ def model_recording(
             )
         )
     return closed
+
+
+def _names_ok(event: Event, rejects: Rejects | None) -> bool:
+    """Whether the event's names are safe (cheap: the name checks are cached)."""
+    try:
+        check_names(event["profile"], event["namespace"])
+    except EventError as exc:
+        if rejects is None:
+            raise
+        rejects.add(exc)
+        return False
+    return True

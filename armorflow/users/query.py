@@ -14,6 +14,11 @@ schema and types the columns as the schema declares:
   Python objects. Records are numbered by non-blank line.
 - ``python``: :func:`armorflow.events.read_events` validates every line first (exact line
   numbers for rejects); used for small recordings and for topic snapshots.
+
+A recording DuckDB cannot read (a truncated or corrupt compressed file, a ``.gz`` that is
+plain text) is read by the ``python`` engine instead, which keeps every event before the
+damage and reports it in one line (:mod:`armorflow.users.recording`); the query then
+exits with status 3 after printing its rows.
 """
 
 from __future__ import annotations
@@ -43,8 +48,13 @@ from armorflow.events import (
     SCHEMA_VERSION,
     Event,
     Rejects,
-    read_events,
     write_events,
+)
+from armorflow.users.recording import (
+    RecordingReport,
+    read_recording,
+    sniff_compression,
+    stream_is_whole,
 )
 from armorflow.users.topicread import (
     BrokerUnreachable,
@@ -101,6 +111,8 @@ class LoadResult:
     rejects: Rejects = field(default_factory=lambda: Rejects(limit=_SAMPLES))
     engine: str = "python"
     source: str = ""
+    #: What reading a recording found besides events (damage, a misleading name).
+    recording: RecordingReport | None = None
 
 
 # --- the schema check and typing, in SQL ---------------------------------------------------
@@ -276,13 +288,30 @@ def load_source(
     fast = engine is Engine.duckdb or (
         engine is Engine.auto and path.stat().st_size >= FAST_PATH_BYTES
     )
-    if fast:
-        result.engine = "duckdb"
-        _load_ndjson(con, path, result, "record")
-    else:
-        result.engine = "python"
-        _load_events(con, read_events(path, result.rejects), result)
+    if fast and _load_fast(con, path, result):
+        return result
+    result.engine = "python"
+    events, result.recording = read_recording(path, result.rejects)
+    _load_events(con, events, result)
     return result
+
+
+def _load_fast(con: duckdb.DuckDBPyConnection, path: Path, result: LoadResult) -> bool:
+    """DuckDB reads the file itself; False (nothing loaded) if it cannot read it whole."""
+    import duckdb
+
+    # DuckDB stops quietly at the end of a truncated zstd file (a gzip one it refuses):
+    # check that the stream is whole first, a fast pass next to parsing JSON.
+    if sniff_compression(path) == "zstd" and not stream_is_whole(path):
+        return False
+    try:
+        _load_ndjson(con, path, result, "record")
+    except duckdb.Error:
+        # Damaged or mislabelled: the Python reader keeps what it can and says why.
+        result.rejects = Rejects(limit=_SAMPLES)
+        return False
+    result.engine = "duckdb"
+    return True
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -372,3 +401,8 @@ def query(
         typer.echo(f"query failed: {exc}", err=True)
         raise typer.Exit(2) from None
     write_rows(names, rows, fmt)
+    notes = loaded.recording.notes("queried what was read") if loaded.recording else []
+    for note in notes:
+        typer.echo(note, err=True)
+    if loaded.recording is not None and loaded.recording.damage is not None:
+        raise typer.Exit(3)

@@ -7,7 +7,9 @@ broker when it is due, not when a batch of 500 fills up. A recording out of time
 replayed in file order (a late line is published at once).
 
 Bad lines are skipped, counted and reported with their line numbers; the good lines
-around them are published. Replaying a recording twice publishes every event twice, which
+around them are published. A truncated or corrupt compressed recording is published up
+to the damage, reported in one line, and the exit status is 3
+(:mod:`armorflow.users.recording`). Replaying a recording twice publishes every event twice, which
 changes no model: models are idempotent unions.
 """
 
@@ -24,9 +26,16 @@ import typer
 
 from armorflow.cliopts import BootstrapOpt, KafkaOpt
 from armorflow.config import KafkaSettings
-from armorflow.events import Rejects, open_recording, read_events
+from armorflow.events import Rejects
 from armorflow.kafka import DeliveryError, EventProducer
 from armorflow.users.progress import event_progress
+from armorflow.users.recording import (
+    RecordingReport,
+    open_by_content,
+    read_errors,
+    read_recording,
+    sniff_compression,
+)
 from armorflow.users.timespec import TimeSpecError, parse_instant_ns
 
 #: Shortest wait worth a flush and a sleep; shorter gaps are published back to back.
@@ -46,6 +55,8 @@ class ReplayResult:
     first_ts: int | None = None
     last_ts: int | None = None
     interrupted: bool = False
+    #: What reading the file found besides events (damage, a misleading name).
+    recording: RecordingReport | None = None
 
     @property
     def rate(self) -> float:
@@ -67,11 +78,15 @@ class ReplayOptions:
 
 
 def count_lines(path: Path) -> int:
-    """Lines in a (possibly compressed) recording, for the progress bar's total."""
+    """Lines in a (possibly compressed) recording, for the progress bar's total (up to
+    any damage: the replay itself reports that)."""
     n = 0
-    with open_recording(path) as stream:
-        while chunk := stream.read(1 << 20):
-            n += chunk.count(b"\n")
+    with open_by_content(path, sniff_compression(path)) as stream:
+        try:
+            while chunk := stream.read(1 << 20):
+                n += chunk.count(b"\n")
+        except read_errors():
+            pass
     return n
 
 
@@ -111,8 +126,9 @@ def replay_file(
     published = 0
     filtered = 0
     interrupted = False
+    events, report = read_recording(path, rejects)
     try:
-        for event in read_events(path, rejects):
+        for event in events:
             if opts.only_profiles is not None and event["profile"] not in opts.only_profiles:
                 filtered += 1
                 continue
@@ -147,7 +163,7 @@ def replay_file(
         published=published, by_kind=by_kind, rejects=rejects, filtered=filtered,
         seconds=time.monotonic() - started, shift_ns=shift,
         first_ts=None if first_ts is None else first_ts + shift, last_ts=last_ts,
-        interrupted=interrupted,
+        interrupted=interrupted, recording=report,
     )
 
 
@@ -219,6 +235,11 @@ def replay(
         hidden = result.rejects.count - len(result.rejects.samples)
         if hidden > 0:
             typer.echo(f"  ... and {hidden:,} more")
+    notes = result.recording.notes("published what was read") if result.recording else []
+    for note in notes:
+        typer.echo(note, err=True)
     if result.interrupted:
         typer.echo("interrupted: the rest of the recording was not published", err=True)
         raise typer.Exit(130)
+    if result.recording is not None and result.recording.damage is not None:
+        raise typer.Exit(3)

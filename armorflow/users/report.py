@@ -12,14 +12,19 @@ import html
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import orjson
 import typer
 
-from armorflow.events import KINDS, Rejects, read_events
+from armorflow.events import KINDS, Rejects
 from armorflow.model import BehaviourModel
 from armorflow.render import ProfileNameError, render_apparmor, render_seccomp, seccomp_json
+from armorflow.users.recording import RecordingReport, read_recording
+
+if TYPE_CHECKING:
+    from armorflow.pipeline.classifier.guard import Refusal
+    from armorflow.pipeline.classifier.origins import GlobOrigin
 
 #: One colour per event kind, the same in every chart.
 KIND_COLOURS: Final = dict(
@@ -55,6 +60,10 @@ class RenderedModel:
     #: Syscalls the Seccomp profile allows (observed ones plus the runtime's start-up set).
     seccomp_allowed: list[str] = field(default_factory=list)
     render_error: str | None = None
+    #: For every glob of the model: which classifier rule, feature or merge made it.
+    origins: list[GlobOrigin] = field(default_factory=list)
+    #: Rules kept literal because the safety policy refused the glob proposed for them.
+    refusals: list[Refusal] = field(default_factory=list)
 
     def seccomp_summary(self) -> str:
         observed = sorted(self.named.model.syscalls)
@@ -74,6 +83,8 @@ class EventSummary:
     first_ns: int
     last_ns: int
     rejects: Rejects = field(default_factory=Rejects)
+    #: What reading the recording found besides events (damage, a misleading name).
+    recording: RecordingReport | None = None
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -140,6 +151,10 @@ def load_models(path: Path, skipped: list[str] | None = None) -> list[NamedModel
 
 
 def render_model(named: NamedModel) -> RenderedModel:
+    from armorflow.pipeline.classifier import load_default
+    from armorflow.pipeline.classifier.guard import refused_collapses
+    from armorflow.pipeline.classifier.origins import model_origins
+
     model = named.model
     profile = render_seccomp(model)
     allowed = [name for rule in profile["syscalls"] for name in rule["names"]]
@@ -148,8 +163,10 @@ def render_model(named: NamedModel) -> RenderedModel:
         error = None
     except ProfileNameError as exc:
         apparmor, error = None, f"no AppArmor profile: {exc}"
+    classifier = load_default()
     return RenderedModel(named, model.counts(), apparmor, seccomp_json(profile),
-                         sorted(allowed), error)
+                         sorted(allowed), error, model_origins(model, classifier),
+                         refused_collapses(model, classifier.collapse))
 
 
 def summarise_events(path: Path, bins: int = TIMELINE_BINS) -> EventSummary:
@@ -157,19 +174,21 @@ def summarise_events(path: Path, bins: int = TIMELINE_BINS) -> EventSummary:
     rejects = Rejects()
     first = last = None
     by_kind: Counter[str] = Counter()
-    for event in read_events(path, rejects):
+    events, report = read_recording(path, rejects)
+    for event in events:
         ts = event["ts"]
         first = ts if first is None or ts < first else first
         last = ts if last is None or ts > last else last
         by_kind[event["kind"]] += 1
     if first is None or last is None:
-        return EventSummary(by_kind, [], 0, 0, rejects)
+        return EventSummary(by_kind, [], 0, 0, rejects, report)
     span = max(1, last - first)
     counters: list[Counter[str]] = [Counter() for _ in range(bins)]
-    for event in read_events(path, Rejects()):
+    # The second pass stops where the first did: the same damage ends it.
+    for event in read_recording(path, Rejects())[0]:
         index = min(bins - 1, (event["ts"] - first) * bins // span)
         counters[index][event["kind"]] += 1
-    return EventSummary(by_kind, counters, first, last, rejects)
+    return EventSummary(by_kind, counters, first, last, rejects, report)
 
 
 # --- SVG charts -------------------------------------------------------------------------------
@@ -303,6 +322,20 @@ def html_report(rendered: list[RenderedModel], events: EventSummary | None = Non
                               [[", ".join(sorted(ex)), p] for p, ex in collapsed]))
         else:
             out.append('<p class="muted">nothing was collapsed</p>')
+        out.append("<h3>Globs and what made them</h3>")
+        if r.origins:
+            out.append(_table(["glob", "example", "made by"],
+                              [[o.pattern, o.example or "", o.describe()] for o in r.origins]))
+        else:
+            out.append('<p class="muted">no glob</p>')
+        out.append("<h3>Kept literal by the safety policy</h3>")
+        if r.refusals:
+            out.append(_table(
+                ["kind", "kept", "permissions", "refused glob", "proposed by", "safety rule"],
+                [[f.kind, f.kept, f.perms, f.glob, f.via, f"{f.rule.name}: {f.rule.why}"]
+                 for f in r.refusals]))
+        else:
+            out.append('<p class="muted">no collapse was refused</p>')
         out.append("<h3>AppArmor profile</h3>")
         if r.apparmor is not None:
             out.append(f"<pre>{html.escape(r.apparmor)}</pre>")
@@ -337,6 +370,12 @@ def print_report(rendered: list[RenderedModel], events: EventSummary | None) -> 
         console.print(f"collapsed by the classifier: {len(collapsed)} pattern(s)")
         for pattern, examples in collapsed:
             console.print(f"  {', '.join(sorted(examples))}  ->  {pattern}", markup=False)
+        console.print(f"globs and what made them: {len(r.origins)}")
+        for origin in r.origins:
+            console.print(f"  {origin.pattern}: {origin.describe()}", markup=False)
+        console.print(f"kept literal by the safety policy: {len(r.refusals)} rule(s)")
+        for refused in r.refusals:
+            console.print(f"  {refused.describe()}", markup=False)
         if r.apparmor is not None:
             console.print("AppArmor profile:", style="bold")
             console.print(r.apparmor, markup=False)
@@ -373,6 +412,9 @@ def report(
     summary = summarise_events(events) if events is not None else None
     if summary is not None and summary.rejects.count:
         typer.echo(f"skipped {summary.rejects.count} bad line(s) of {events}", err=True)
+    if summary is not None and summary.recording is not None:
+        for note in summary.recording.notes("summarised what was read"):
+            typer.echo(note, err=True)
     print_report(rendered, summary)
     if html_out is not None:
         html_out.write_text(html_report(rendered, summary), encoding="utf-8")
