@@ -60,6 +60,9 @@ KIND_FIELDS: Final[dict[str, dict[str, type]]] = {
 #: Optional fields per kind (type-checked when present).
 OPTIONAL_FIELDS: Final[dict[str, dict[str, type]]] = {
     "file": {"old_path": str},
+    # The CLONE_NEW* bits of clone/clone3/unshare/setns (armorflow.nsflags); absent when
+    # the source could not see them (the model then counts the call as without any).
+    "syscall": {"flags": int},
 }
 
 KINDS: Final = tuple(KIND_FIELDS)
@@ -83,7 +86,7 @@ _NON_EMPTY: Final = frozenset({"profile", "kind"})
 BEHAVIOUR_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "exec": ("path",),
     "file": ("path", "old_path", "owner", "perms"),
-    "syscall": ("name",),
+    "syscall": ("name", "flags"),
     "capability": ("name",),
     "network": ("family", "sock_type", "protocol"),
     "signal": ("peer", "direction", "signal"),
@@ -159,6 +162,10 @@ def validate(obj: object) -> Event:
                 old = event.get("old_path")
                 if old is not None and type(old) is not str:
                     return _validate_slow(obj)
+        elif kind == "syscall":
+            flags = event.get("flags")
+            if flags is not None and (type(flags) is not int or flags < 0):
+                return _validate_slow(obj)
         return event
     except (KeyError, TypeError):
         return _validate_slow(obj)
@@ -204,6 +211,8 @@ def _validate_slow(obj: object) -> Event:
         for name, expected in optional.items():
             if name in obj and obj[name] is not None:
                 _check_type(obj, name, expected)
+    if kind == "syscall" and obj.get("flags") is not None and obj["flags"] < 0:
+        raise EventError("must be >= 0 (a flags word)", field="flags")
     if kind == "file":
         perms = obj["perms"]
         if not perms or not _FILE_PERMS_SET.issuperset(perms):
@@ -250,6 +259,8 @@ def _fast_type(kind: str, name: str, expected: type) -> Any:
         return Annotated[str, msgspec.Meta(min_length=1)]
     if name == "perms":
         return Annotated[str, msgspec.Meta(pattern=f"^[{FILE_PERMS}]+$")]
+    if name == "flags":
+        return Annotated[int, msgspec.Meta(ge=0)]
     return expected
 
 
@@ -260,7 +271,8 @@ def _event_struct(kind: str) -> type[msgspec.Struct]:
         if name != "kind"
     ]
     fields += [
-        (name, expected | None, None) for name, expected in OPTIONAL_FIELDS.get(kind, {}).items()
+        (name, _fast_type(kind, name, expected) | None, None)
+        for name, expected in OPTIONAL_FIELDS.get(kind, {}).items()
     ]
     return msgspec.defstruct(
         f"{kind.capitalize()}Event", fields, tag_field="kind", tag=kind, frozen=True, gc=False
