@@ -287,3 +287,65 @@ def test_seccomp_arches_and_the_enriched_fallback() -> None:
     # A killing action is enforcement, not behaviour to model.
     killed = _seccomp("c000003e", 59).replace("code=0x7ffc0000", "code=0x80000000")
     assert parser.feed(killed) is None and parser.stats.denied == 1
+
+
+def _file_record(serial: int, operation: str, name: str, mask: str, extra: str = "",
+                 ouid: int = 1000) -> str:
+    """An ALLOWED file record as the kernel writes it (security/apparmor/file.c: name,
+    requested_mask, fsuid and ouid; a link adds target)."""
+    return (f'type=AVC msg=audit(1700000001.{serial:03d}:{serial}): apparmor="ALLOWED" '
+            f'operation="{operation}" class="file" profile="p" name="{name}" pid=42 '
+            f'comm="app" requested_mask="{mask}" denied_mask="{mask}" fsuid=1000 '
+            f'ouid={ouid}{extra}')
+
+
+@pytest.mark.parametrize("line, fields", [
+    # Directories: AppArmor's name already ends in "/".
+    (_file_record(1, "mkdir", "/tmp/d1/", "c"), {"path": "/tmp/d1/", "perms": "w"}),
+    (_file_record(2, "rmdir", "/tmp/d1/", "d"), {"path": "/tmp/d1/", "perms": "w"}),
+    (_file_record(3, "unlink", "/tmp/f2", "d"), {"path": "/tmp/f2", "perms": "w"}),
+    # A rename is two records, each a plain rule of its own name.
+    (_file_record(4, "rename_src", "/tmp/f1", "wrd"), {"path": "/tmp/f1", "perms": "rw"}),
+    (_file_record(5, "rename_dest", "/tmp/f2", "wc"), {"path": "/tmp/f2", "perms": "w"}),
+    (_file_record(6, "link", "/tmp/f3", "l", ' target="/tmp/f2"'),
+     {"path": "/tmp/f3", "perms": "l", "old_path": "/tmp/f2"}),
+    # A symlink's target is text AppArmor never checks: no old_path.
+    (_file_record(7, "symlink", "/tmp/sym", "c", ' target="/etc/shadow"'),
+     {"path": "/tmp/sym", "perms": "w"}),
+    (_file_record(8, "file_mmap", "/opt/app/lib.so", "mr"),
+     {"path": "/opt/app/lib.so", "perms": "rm"}),
+    (_file_record(9, "file_lock", "/var/lib/app/db.lock", "k"),
+     {"path": "/var/lib/app/db.lock", "perms": "k"}),
+    (_file_record(10, "file_lock", "/var/lib/app/db.lock", "wk"),
+     {"path": "/var/lib/app/db.lock", "perms": "wk"}),
+    (_file_record(11, "chmod", "/srv/data/", "w"), {"path": "/srv/data/", "perms": "w"}),
+    (_file_record(12, "chown", "/srv/data/f", "w"), {"path": "/srv/data/f", "perms": "w"}),
+    (_file_record(13, "truncate", "/srv/data/f", "w"), {"path": "/srv/data/f", "perms": "w"}),
+    (_file_record(14, "mknod", "/run/app/fifo", "c"), {"path": "/run/app/fifo", "perms": "w"}),
+    # A unix socket connected by path is mediated as that file (rw); bound, created (c).
+    (_file_record(15, "connect", "/run/app/app.sock", "wr"),
+     {"path": "/run/app/app.sock", "perms": "rw"}),
+    (_file_record(16, "mknod", "/run/app/app.sock", "c"),
+     {"path": "/run/app/app.sock", "perms": "w"}),
+])
+def test_file_operations_map_to_the_tracers_events(line: str, fields: dict[str, Any]) -> None:
+    parser = AuditParser()
+    obs = parser.feed(line)
+    assert obs is not None, parser.stats.as_dict()
+    assert obs.kind == "file" and obs.label == "p"
+    assert obs.fields == {**fields, "owner": True}  # fsuid == ouid
+    obs.to_event("p")  # validates against the schema
+
+
+def test_file_operation_owner_and_hostile_names() -> None:
+    # Another owner's file; a hex-encoded hostile name (the kernel hex-encodes names
+    # with spaces, quotes or control bytes).
+    name = '/tmp/a "b"*{c}\nd/'
+    line = (f'type=AVC msg=audit(1700000002.001:1): apparmor="ALLOWED" operation="mkdir" '
+            f'class="file" profile="p" name={name.encode().hex().upper()} pid=42 comm="app" '
+            f'requested_mask="c" denied_mask="c" fsuid=1000 ouid=0')
+    obs = AuditParser().feed(line)
+    assert obs is not None
+    assert obs.fields == {"path": name, "perms": "w", "owner": False}
+    event = obs.to_event("p")
+    assert event["path"].endswith("/")

@@ -300,3 +300,35 @@ def test_patterns_that_would_stall_the_parser_are_dropped() -> None:
     compile_check(r.text)
     assert r.drops.by_reason() == {"too-complex": 2}
     assert len(_section(r.text, "FILE")) == 2
+
+
+def test_path_operations_render_as_apparmor_asks() -> None:
+    # The events the tracer and the audit source make of mkdir, rename, link, mmap,
+    # locks, chmod and a unix socket (tests/test_tracer_paths.py records them live).
+    def file(path: str, perms: str, owner: bool = True, old: str | None = None) -> dict:
+        extra = {"old_path": old} if old else {}
+        return make_event("file", profile="p", path=path, perms=perms, owner=owner, **extra)
+
+    events = [
+        file("/etc/", "r"),                       # ls /etc: a directory rule
+        file("/srv/d1/", "w"),                    # mkdir, rmdir, chmod of a directory
+        file("/srv/f1", "rw", owner=False),       # rename's old name
+        file("/srv/f2", "w", owner=False),        # its new name
+        file("/srv/f3", "l", owner=False, old="/srv/f2"),  # hard link
+        file("/opt/app/plugin.so", "r"),
+        file("/opt/app/plugin.so", "m"),          # mapped executable
+        file("/var/lib/app/db.lock", "r"),
+        file("/var/lib/app/db.lock", "wk"),       # exclusive lock
+        file("/run/app.sock", "rw", owner=False),  # connect by path
+    ]
+    model = reduce_events(events)["p"]
+    assert _file_lines(model) == [
+        "/run/app.sock rw,",
+        "/srv/f1 rw,",
+        "/srv/f2 w,",
+        "link /srv/f3 -> /srv/f2,",
+        "owner /etc/ r,",
+        "owner /opt/app/plugin.so mr,",
+        "owner /srv/d1/ w,",
+        "owner /var/lib/app/db.lock rwk,",
+    ]

@@ -39,7 +39,8 @@ _SECCOMP_ALLOW: Final = 0x7FFF0000
 _CAPABILITY_SET: Final = frozenset(CAPABILITIES)
 
 #: AppArmor request-mask letters to schema file permissions; create and delete need
-#: write access in an AppArmor rule, exec (``x``) is an exec event of its own.
+#: write access in an AppArmor rule (the kernel already prints chmod, chown and setattr
+#: as ``w``), exec (``x``) is an exec event of its own.
 _FILE_LETTERS: Final = {"r": "r", "w": "w", "c": "w", "d": "w", "a": "a", "m": "m",
                         "l": "l", "k": "k"}
 _SCHEMA_PERM_ORDER: Final = "rwamlk"
@@ -201,8 +202,12 @@ def _apparmor_kind(record: AuditRecord, operation: str) -> tuple[str, dict[str, 
         fields: dict[str, Any] = {"path": name, "perms": perms, "owner": False}
         fsuid, ouid = int_field(record, "fsuid"), int_field(record, "ouid")
         fields["owner"] = fsuid is not None and fsuid == ouid
+        # A hard link's rule names its target (``link NEW -> TARGET``). A rename is two
+        # records, rename_src and rename_dest, each a plain rule on its own name, and a
+        # symlink's target is text AppArmor never checks. Directories come with the
+        # trailing "/" AppArmor puts in ``name`` (``mkdir``, ``rmdir``, ``open`` of one).
         target = text_field(record, "target")
-        if target and operation in ("link", "rename_src", "rename_dest", "symlink"):
+        if target and operation == "link" and "l" in perms:
             fields["old_path"] = target
         return "file", fields
     raise Ignored(f"unsupported AppArmor operation {operation!r}")

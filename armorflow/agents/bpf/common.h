@@ -26,6 +26,24 @@
 #define EVENT_FLAG_TRUNCATED 1
 #define EVENT_FLAG_COMPAT 2
 #define EVENT_FLAG_NS_FLAGS 4  // EV_SYSCALL: arg[1] holds the call's namespace flags
+// EV_FILE: data holds names as passed (paths.c), not one walked path; see records.py
+#define EVENT_FLAG_NAMED 8
+
+// EV_FILE permissions (arg[0]), AppArmor's rule letters (mirrored in convert.py).
+#define PERM_READ 1
+#define PERM_WRITE 2
+#define PERM_APPEND 4
+#define PERM_MMAP_EXEC 8
+#define PERM_LINK 16
+#define PERM_LOCK 32
+
+// EV_FILE object kinds (arg[2]): AppArmor names a directory with a trailing "/".
+#define FILE_KIND_FILE 0     // anything but a directory
+#define FILE_KIND_DIR 1
+#define FILE_KIND_UNKNOWN 2  // only the name is known (chmod, chown, rename): user space looks
+
+#define S_IFMT_BITS 0170000
+#define S_IFDIR_BITS 0040000
 
 #define COMM_LEN 16
 #define NAME_LIMIT 256    // NAME_MAX + 1
@@ -247,15 +265,21 @@ static __always_inline u32 put_user_name(struct event *e, u32 pos, const void *s
 }
 
 // The file's path as AppArmor sees it (relative to the task's mount namespace root),
-// written as NUL-terminated names leaf first; user space reverses and joins them.
-static __always_inline u32 put_path(struct event *e, void *dentry, void *vfsmnt) {
+// written from data[start] on as NUL-terminated names leaf first; user space reverses
+// and joins them. Returns the end of what was written (e->data_len).
+static __always_inline u32 put_path_at(struct event *e, u32 start, void *dentry, void *vfsmnt) {
     void *mnt = vfsmnt - OFF_MOUNT_MNT;  // the struct mount around this vfsmount
     int reached_root = 0;
+    if (start > POS_MASK) {  // no room left after a long name (paths.c)
+        e->flags |= EVENT_FLAG_TRUNCATED;
+        count(CNT_TRUNCATED);
+        return e->data_len = start;
+    }
     // The write position lives in e->data_len and is read back through memory at every
     // level: the verifier then sees the same "some offset up to POS_MASK" each time and
     // prunes, where a register would carry a new range per name length and level (the
     // walk alone had cost over 900,000 of its one million instructions).
-    e->data_len = 0;
+    e->data_len = start;
     for (int i = 0; i < PATH_DEPTH; i++) {
         void *mnt_root = read_ptr(mnt, OFF_MOUNT_MNT + OFF_VFSMOUNT_ROOT);
         void *parent = read_ptr(dentry, OFF_DENTRY_PARENT);
@@ -285,6 +309,10 @@ static __always_inline u32 put_path(struct event *e, void *dentry, void *vfsmnt)
         count(CNT_TRUNCATED);
     }
     return e->data_len;
+}
+
+static __always_inline u32 put_path(struct event *e, void *dentry, void *vfsmnt) {
+    return put_path_at(e, 0, dentry, vfsmnt);
 }
 
 #define HASHED_NAME 256  // bytes of a name or path the kernel hashes (see name_hash)
@@ -336,12 +364,37 @@ static __always_inline void *current_fd_file(u64 fd) {
     return read_ptr(fd_array, fd * sizeof(void *));
 }
 
+static __always_inline u32 current_fsuid(void) {
+    void *cred = read_ptr((void *)bpf_get_current_task(), OFF_TASK_CRED);
+    u32 fsuid = 0;
+    bpf_probe_read_kernel(&fsuid, sizeof(fsuid), cred + OFF_CRED_FSUID);
+    return fsuid;
+}
+
 // True when the inode's owner is the current task's fsuid (AppArmor's "owner").
 static __always_inline u32 current_owns(void *inode) {
-    void *task = (void *)bpf_get_current_task();
-    void *cred = read_ptr(task, OFF_TASK_CRED);
-    u32 fsuid = 0, uid = 0;
-    bpf_probe_read_kernel(&fsuid, sizeof(fsuid), cred + OFF_CRED_FSUID);
+    u32 uid = 0;
     bpf_probe_read_kernel(&uid, sizeof(uid), inode + OFF_INODE_UID);
-    return fsuid == uid;
+    return current_fsuid() == uid;
 }
+
+// FILE_KIND_DIR for a directory inode, else FILE_KIND_FILE.
+static __always_inline u32 inode_kind(void *inode) {
+    u16 mode = 0;
+    bpf_probe_read_kernel(&mode, sizeof(mode), inode + OFF_INODE_MODE);
+    return (mode & S_IFMT_BITS) == S_IFDIR_BITS ? FILE_KIND_DIR : FILE_KIND_FILE;
+}
+
+// Saved user registers at syscall exit, r10 .. orig_ax in pt_regs order, read in one go
+// (loader.PT_REGS_BLOCK checks the layout). x86_64 arguments: di, si, dx, r10, r8, r9.
+struct exit_regs {
+    u64 r10;
+    u64 r9;
+    u64 r8;
+    u64 ax;
+    u64 cx;
+    u64 dx;
+    u64 si;
+    u64 di;
+    u64 orig_ax;
+};

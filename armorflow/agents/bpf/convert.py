@@ -16,7 +16,10 @@ from armorflow.agents.bpf.records import (
     EV_PTRACE,
     EV_SIGNAL,
     EV_SYSCALL,
+    FILE_KIND_DIR,
+    FILE_KIND_UNKNOWN,
     FLAG_COMPAT,
+    FLAG_NAMED,
     FLAG_NS_FLAGS,
     Record,
 )
@@ -26,7 +29,8 @@ from armorflow.events import Event, make_event
 #: The peer name of a process that is not under modeling (AppArmor's spelling).
 UNCONFINED: Final = "unconfined"
 
-_PERM_LETTERS: Final = ((1, "r"), (2, "w"), (4, "a"))
+#: common.h's PERM_* bits, in the schema's letter order (AppArmor's letters).
+_PERM_LETTERS: Final = ((1, "r"), (2, "w"), (4, "a"), (8, "m"), (16, "l"), (32, "k"))
 _MOUNT_OPS: Final = {1: "mount", 2: "remount", 3: "umount", 4: "pivot_root"}
 _PTRACE_TRACEME: Final = 0
 
@@ -43,24 +47,101 @@ class SkipRecord(Exception):
 TargetLookup = Callable[[int], Attribution | None]
 #: (caller tgid, pid as the caller named it) -> target id of that process, or 0.
 PeerResolver = Callable[[int, int], int]
+#: (tgid, target id, absolute path) -> (is a directory, owner uid) of that path as the
+#: process sees it (its last component not followed), or None when it cannot be looked at.
+Inspector = Callable[[int, int, str], tuple[bool, int] | None]
 
 
 def _perms(bits: int) -> str:
     return "".join(letter for bit, letter in _PERM_LETTERS if bits & bit)
 
 
-def _path(record: Record) -> str:
+def _path(record: Record, directory: bool = False) -> str:
     if record.truncated:
         raise SkipRecord("path_truncated", f"pid {record.tgid} {record.comm}")
     try:
         path = record.walked_path()
     except UnicodeDecodeError:
         raise SkipRecord("path_not_utf8", repr(record.data[:80])) from None
-    if path is None or path == "/":
+    if path is None or (path == "/" and not directory):
         # Pipes, sockets and other pseudo files opened through /proc/<pid>/fd have no
         # name in any mount; AppArmor does not mediate them by path either.
         raise SkipRecord("no_path")
-    return path
+    return _as_directory(path) if directory else path
+
+
+def _as_directory(path: str) -> str:
+    """AppArmor's name of a directory: with a trailing slash."""
+    return path if path.endswith("/") else path + "/"
+
+
+def _normalise(path: str) -> str:
+    """An absolute name with "", "." and ".." segments resolved lexically."""
+    parts: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(segment)
+    return "/" + "/".join(parts)
+
+
+def _joined(group: list[bytes]) -> str:
+    """A name group (records.Record.name_groups) as an absolute path."""
+    name = group[0].decode()
+    if not name.startswith("/"):
+        base = "/".join(part.decode() for part in reversed(group[1:]))
+        name = f"/{base}/{name}"
+    return _normalise(name)
+
+
+def _named_events(
+    record: Record, common: dict[str, object], inspect: Inspector | None
+) -> list[Event]:
+    """The events of an operation on names (paths.c): the first name with args[0]'s
+    permissions; a second name is either its old_path (args[3] == 0: a hard link's
+    target) or an event of its own with args[3]'s (a rename's new name)."""
+    perms, creates, kinds_fsuid, perms2 = record.args
+    groups = record.name_groups()
+    if record.truncated or not groups:
+        raise SkipRecord("path_truncated", f"pid {record.tgid} {record.comm}")
+    try:
+        paths = [_joined(group) for group in groups[:2]]
+    except UnicodeDecodeError:
+        raise SkipRecord("path_not_utf8", repr(record.data[:80])) from None
+    kinds = [kinds_fsuid & 0xF, (kinds_fsuid >> 4) & 0xF]
+    fsuid = kinds_fsuid >> 32
+    looks: list[tuple[bool, int] | None] = [None, None]
+    if inspect is not None and not creates:
+        looks = [inspect(record.tgid, record.target, path) for path in paths] + [None]
+        if looks[0] is None and len(paths) == 2 and perms2:
+            looks[0] = looks[1]  # a rename: the old name is gone, the inode is the new one's
+
+    def name(index: int) -> str:
+        kind, look = kinds[index], looks[index]
+        directory = kind == FILE_KIND_DIR or (
+            kind == FILE_KIND_UNKNOWN and look is not None and look[0]
+        )
+        path = paths[index]
+        return _as_directory(path) if directory and path != "/" else path
+
+    def owner(index: int) -> bool:
+        look = looks[index]
+        return bool(creates) or (look is not None and look[1] == fsuid)
+
+    if paths[0] == "/" and kinds[0] != FILE_KIND_DIR:
+        raise SkipRecord("no_path")
+    first: dict[str, object] = {"path": name(0), "perms": _perms(perms), "owner": owner(0)}
+    if len(paths) == 2 and not perms2:
+        first["old_path"] = name(1)
+    out = [make_event("file", **first, **common)]
+    if len(paths) == 2 and perms2:
+        out.append(make_event("file", path=name(1), perms=_perms(perms2), owner=owner(1),
+                              **common))
+    return out
 
 
 def _peer(lookup: TargetLookup, target: int) -> str:
@@ -69,9 +150,15 @@ def _peer(lookup: TargetLookup, target: int) -> str:
 
 
 def convert(
-    record: Record, ts: int, lookup: TargetLookup, resolve_peer: PeerResolver
+    record: Record,
+    ts: int,
+    lookup: TargetLookup,
+    resolve_peer: PeerResolver,
+    inspect: Inspector | None = None,
 ) -> list[Event]:
-    """The schema events of one record (signals and ptrace may give one per side)."""
+    """The schema events of one record (signals and ptrace may give one per side, a
+    rename one per name). ``inspect`` tells directories from files, and owners, for
+    operations that name an object the kernel did not look at (chmod, rename...)."""
     own = lookup(record.target)
     if own is None:
         raise SkipRecord("unknown_target", str(record.target))
@@ -81,7 +168,10 @@ def convert(
     if kind == EV_EXEC:
         return [make_event("exec", path=_path(record), **common)]
     if kind == EV_FILE:
-        return [make_event("file", path=_path(record), perms=_perms(a0), owner=bool(a1), **common)]
+        if record.flags & FLAG_NAMED:
+            return _named_events(record, common, inspect)
+        path = _path(record, directory=(a2 & 0xF) == FILE_KIND_DIR)
+        return [make_event("file", path=path, perms=_perms(a0), owner=bool(a1), **common)]
     if kind == EV_SYSCALL:
         arch = "i386" if record.flags & FLAG_COMPAT else "x86_64"
         name = syscall_name(a0, arch)

@@ -1,7 +1,8 @@
 // One program per syscall hook, dispatching to the concerns by syscall number: a program
 // invocation costs more than the switch, and these two run on every syscall of the node.
 // Other tasks cost one per-CPU memo check; targets are handled by syscalls.c (names),
-// files.c (opens, at exit), network.c, mounts.c and namespaces.c (at entry). ptrace is looked at for
+// files.c (opens), paths.c (operations on names) and descriptors.c (on open files) at
+// exit, network.c, mounts.c and namespaces.c at entry. ptrace is looked at for
 // every task, because a task that is not a target may ask its target parent to trace it.
 
 RAW_TRACEPOINT_PROBE(sys_enter) {
@@ -53,5 +54,23 @@ RAW_TRACEPOINT_PROBE(sys_exit) {
     struct task_memo *memo = current_memo();
     if (!memo || !memo->target)
         return 0;
-    return files_on_exit(memo, (void *)ctx->args[0], (long)ctx->args[1]);
+    long ret = (long)ctx->args[1];
+    if (ret < 0 || memo->compat)  // failed; or i386 numbers and registers (see docs)
+        return 0;
+    struct exit_regs regs = {};
+    bpf_probe_read_kernel(&regs, sizeof(regs), (void *)ctx->args[0] + OFF_PT_REGS_R10);
+    switch (regs.orig_ax) {
+    case SYSNR_OPEN:
+    case SYSNR_OPENAT:
+    case SYSNR_OPENAT2:
+    case SYSNR_CREAT:
+        return files_on_exit(memo->target, &regs, ret);
+    case SYSNR_MMAP:
+    case SYSNR_FLOCK:
+    case SYSNR_FCNTL:
+    case SYSNR_FCHMOD:
+    case SYSNR_FCHOWN:
+        return descriptors_on_exit(memo->target, &regs);
+    }
+    return paths_on_exit(memo->target, &regs);
 }

@@ -1,4 +1,5 @@
-// Files: every distinct (name, AppArmor permission set) a target opens successfully.
+// Files: every distinct (name, AppArmor permission set) a target opens successfully
+// (paths.c: operations on names; descriptors.c: on open files).
 //
 // Called from the sys_exit dispatcher (dispatch.c) for every syscall of a target; it
 // serves open, openat, openat2 and creat: the arguments are still in the saved user
@@ -9,10 +10,6 @@
 // descriptor is found and its path walked in the kernel, so the event carries the
 // absolute path AppArmor mediates (symlinks, "..", bind mounts resolved).
 
-#define PERM_READ 1
-#define PERM_WRITE 2
-#define PERM_APPEND 4
-
 #define FLAG_ACCMODE 3
 #define FLAG_CREAT 0100
 #define FLAG_TRUNC 01000
@@ -20,16 +17,9 @@
 #define FLAG_PATH 010000000
 #define AT_FDCWD_VALUE -100
 
-// Registers saved at syscall entry, from dx to orig_ax (one read; order as in pt_regs).
-struct saved_args {
-    u64 dx;
-    u64 si;
-    u64 di;
-    u64 orig_ax;
-};
-
 // Opens already reported: a two-way set-associative cache of 64-bit fingerprints of
-// (target, perms, name). This runs on every successful open of a target, and an array
+// (target, perms, name); paths.c and descriptors.c keep their fingerprints here too.
+// This runs on every successful open of a target, and an array
 // lookup is inlined by the verifier where an LRU hash map costs a helper call, a jhash
 // and an LRU list update. A third name in the same set evicts the older of two, which is
 // then reported once more: harmless, the model's union is idempotent.
@@ -77,53 +67,60 @@ static __always_inline u32 open_perms(u64 flags) {
     return perms;
 }
 
-// Identity of the directory a relative name is resolved from.
-static __always_inline u64 base_directory(s64 dfd) {
-    void *dentry = NULL;
+// The directory a relative name is resolved from: the working directory for AT_FDCWD,
+// else the directory descriptor's file. Its dentry identifies it (the dedup key);
+// paths.c also walks it.
+static __always_inline void base_directory_path(s64 dfd, void **dentry, void **mnt) {
+    *dentry = NULL;
+    *mnt = NULL;
     if (dfd == AT_FDCWD_VALUE) {
         void *fs = read_ptr((void *)bpf_get_current_task(), OFF_TASK_FS);
-        if (fs)
-            dentry = read_ptr(fs, OFF_FS_PWD + OFF_PATH_DENTRY);
+        if (fs) {
+            *dentry = read_ptr(fs, OFF_FS_PWD + OFF_PATH_DENTRY);
+            *mnt = read_ptr(fs, OFF_FS_PWD + OFF_PATH_MNT);
+        }
     } else {
         void *dir = current_fd_file(dfd);
-        if (dir)
-            dentry = read_ptr(dir, OFF_FILE_PATH + OFF_PATH_DENTRY);
+        if (dir) {
+            *dentry = read_ptr(dir, OFF_FILE_PATH + OFF_PATH_DENTRY);
+            *mnt = read_ptr(dir, OFF_FILE_PATH + OFF_PATH_MNT);
+        }
     }
+}
+
+static __always_inline u64 base_directory(s64 dfd) {
+    void *dentry, *mnt;
+    base_directory_path(dfd, &dentry, &mnt);
     return (u64)dentry;
 }
 
-static __always_inline int files_on_exit(struct task_memo *memo, void *pt_regs, long ret) {
-    if (ret < 0 || memo->compat)  // i386 numbers and registers differ; see docs
-        return 0;
-    struct saved_args regs = {};
-    bpf_probe_read_kernel(&regs, sizeof(regs), pt_regs + OFF_PT_REGS_DX);
+static __always_inline int files_on_exit(u32 target, struct exit_regs *regs, long ret) {
     s64 dfd = AT_FDCWD_VALUE;
     const void *name;
     u64 flags;
-    switch (regs.orig_ax) {
+    switch (regs->orig_ax) {
     case SYSNR_OPENAT:
-        dfd = (s64)(int)regs.di;
-        name = (const void *)regs.si;
-        flags = regs.dx;
+        dfd = (s64)(int)regs->di;
+        name = (const void *)regs->si;
+        flags = regs->dx;
         break;
     case SYSNR_OPEN:
-        name = (const void *)regs.di;
-        flags = regs.si;
+        name = (const void *)regs->di;
+        flags = regs->si;
         break;
     case SYSNR_CREAT:
-        name = (const void *)regs.di;
+        name = (const void *)regs->di;
         flags = FLAG_CREAT | FLAG_TRUNC | 1;
         break;
     case SYSNR_OPENAT2:
-        dfd = (s64)(int)regs.di;
-        name = (const void *)regs.si;
+        dfd = (s64)(int)regs->di;
+        name = (const void *)regs->si;
         flags = 0;  // struct open_how starts with the u64 flags (UAPI)
-        bpf_probe_read_user(&flags, sizeof(flags), (void *)regs.dx);
+        bpf_probe_read_user(&flags, sizeof(flags), (void *)regs->dx);
         break;
     default:
         return 0;
     }
-    u32 target = memo->target;
     count(CNT_OBSERVED);
     u32 perms = open_perms(flags);
     if (!perms)
@@ -164,8 +161,10 @@ static __always_inline int files_on_exit(struct task_memo *memo, void *pt_regs, 
     e = event_start(EV_FILE, target);
     if (!e)
         return 0;
+    void *inode = read_ptr(file, OFF_FILE_INODE);
     e->arg[0] = perms;
-    e->arg[1] = current_owns(read_ptr(file, OFF_FILE_INODE));
+    e->arg[1] = current_owns(inode);
+    e->arg[2] = inode_kind(inode);  // O_DIRECTORY or not: AppArmor looks at the inode
     e->data_len = put_path(e, dentry, mnt);
     event_send(e);
     return 0;

@@ -27,6 +27,8 @@ PROGRAM_FILES: Final = (
     "process.c",
     "syscalls.c",
     "files.c",
+    "paths.c",
+    "descriptors.c",
     "capabilities.c",
     "network.c",
     "signals.c",
@@ -59,6 +61,7 @@ OFFSETS: Final[dict[str, tuple[str, str]]] = {
     "OFF_PATH_MNT": ("path", "mnt"),
     "OFF_PATH_DENTRY": ("path", "dentry"),
     "OFF_INODE_UID": ("inode", "i_uid"),
+    "OFF_INODE_MODE": ("inode", "i_mode"),
     "OFF_DENTRY_PARENT": ("dentry", "d_parent"),
     "OFF_DENTRY_NAME": ("dentry", "d_name"),
     "OFF_MOUNT_MNT": ("mount", "mnt"),
@@ -96,8 +99,9 @@ class Sizes:
     seen_small: int = 16384
 
 
-#: Saved registers the programs read as one block, relative to r10 (files.c reads dx..orig_ax,
-#: common.h's read_syscall_args r10..di); x86_64's pt_regs layout, checked against BTF.
+#: Saved registers the programs read as one block, relative to r10 (the sys_exit dispatcher
+#: reads r10..orig_ax, common.h's read_syscall_args r10..di); x86_64's pt_regs layout,
+#: checked against BTF.
 PT_REGS_BLOCK: Final = {"r10": 0, "r9": 8, "r8": 16, "dx": 40, "si": 48, "di": 56, "orig_ax": 64}
 
 
@@ -142,6 +146,12 @@ DISPATCHED_SYSCALLS: Final = (
     "open", "openat", "openat2", "creat", "socket", "socketpair", "connect", "mount",
     "umount2", "pivot_root", "ptrace", "mmap", "mprotect", "brk", "mremap", "execve",
     "execveat", "clone", "clone3", "fork", "vfork", "unshare", "setns",
+    # paths.c: operations on names
+    "mkdir", "mkdirat", "rmdir", "unlink", "unlinkat", "rename", "renameat", "renameat2",
+    "link", "linkat", "symlink", "symlinkat", "chmod", "fchmodat", "fchmodat2", "chown",
+    "lchown", "fchownat", "truncate", "mknod", "mknodat", "bind",
+    # descriptors.c: operations on open files
+    "flock", "fcntl", "fchmod", "fchown",
 )
 
 

@@ -26,6 +26,12 @@ CNT_UNMEDIATED: Final = 4
 FLAG_TRUNCATED: Final = 1
 FLAG_COMPAT: Final = 2
 FLAG_NS_FLAGS: Final = 4  # EV_SYSCALL: args[1] holds the call's CLONE_NEW* bits
+FLAG_NAMED: Final = 8  # EV_FILE: data holds name groups (paths.c), see Record.name_groups
+
+# EV_FILE object kinds (args[2] & 0xf; of a named record's second name: >> 4 & 0xf).
+FILE_KIND_FILE: Final = 0
+FILE_KIND_DIR: Final = 1
+FILE_KIND_UNKNOWN: Final = 2
 
 # u32 kind, target, tgid, tid; u64 ts; char comm[16]; u64 arg[4]; u32 data_len, flags
 _HEADER: Final = struct.Struct("<IIIIQ16s4QII")
@@ -65,6 +71,18 @@ class Record:
         if not names:
             return None
         return "/" + "/".join(name.decode() for name in reversed(names))
+
+    def name_groups(self) -> list[list[bytes]]:
+        """A named record's groups (paths.c): each is the name as passed, then, for a
+        relative name, the walked names of its base directory, leaf first; an empty
+        string separates two groups."""
+        groups: list[list[bytes]] = [[]]
+        for part in self.strings():
+            if part:
+                groups[-1].append(part)
+            else:
+                groups.append([])
+        return [g for g in groups if g]
 
 
 def decode(raw: bytes) -> Record:

@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import os
 import socket
+import stat
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
@@ -99,8 +100,9 @@ class Tracer:
         self._next_id = 1
         self._batch: list[Event] = []
         self._stats = TracerStats()
-        #: (target, path, perms, owner) of the file events handed out, most recent last.
-        self._seen_opens: OrderedDict[tuple[int, str, str, object], None] = OrderedDict()
+        #: (target, path, perms, owner, old_path) of the file events handed out, most
+        #: recent last.
+        self._seen_opens: OrderedDict[tuple[int, str, str, object, object], None] = OrderedDict()
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC; events carry wall-clock ns.
         self._clock_offset = time.time_ns() - time.monotonic_ns()
 
@@ -217,6 +219,17 @@ class Tracer:
         value = self._require()[b"pid_targets"].get(ctypes.c_uint32(pid))
         return int(value.value) if value is not None else 0
 
+    def _inspect(self, tgid: int, target_id: int, path: str) -> tuple[bool, int] | None:
+        """(is a directory, owner uid) of ``path`` in the process's own root; through the
+        target's registered pid when the process has exited already (a short-lived
+        ``chmod`` is gone before its record is read)."""
+        found = inspect_in_root(tgid, path)
+        if found is None:
+            _mntns, pid = self._target_keys.get(target_id, (None, None))
+            if pid is not None and pid != tgid:
+                found = inspect_in_root(pid, path)
+        return found
+
     def _resolve_peer(self, caller_tgid: int, ns_pid: int) -> int:
         """Target of the process the caller named ``ns_pid`` in its own pid namespace."""
         host = host_pid(caller_tgid, ns_pid)
@@ -230,7 +243,8 @@ class Tracer:
         try:
             record = decode(ctypes.string_at(data, size))
             events = convert(
-                record, record.ktime_ns + self._clock_offset, self._lookup, self._resolve_peer
+                record, record.ktime_ns + self._clock_offset, self._lookup, self._resolve_peer,
+                self._inspect,
             )
         except SkipRecord as skip:
             self._stats.skipped[skip.reason] += 1
@@ -253,7 +267,7 @@ class Tracer:
     def _repeated_open(self, target_id: int, event: Event) -> bool:
         """True when this target already reported this (path, perms, owner). The kernel
         recognises repeats of names up to 256 bytes; longer ones come on every open."""
-        key = (target_id, event["path"], event["perms"], event.get("owner"))
+        key = (target_id, event["path"], event["perms"], event.get("owner"), event.get("old_path"))
         seen = self._seen_opens
         if key in seen:
             seen.move_to_end(key)
@@ -306,6 +320,45 @@ class Tracer:
             published=self._stats.published,
             skipped=Counter(self._stats.skipped),
         )
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_SYS_OPENAT2 = 437  # x86_64, as every architecture since 5.6
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_IN_ROOT = 0x10
+
+
+def inspect_in_root(pid: int, path: str) -> tuple[bool, int] | None:
+    """(is a directory, owner uid) of the absolute ``path`` as process ``pid`` sees it,
+    its last component not followed (lstat), or None.
+
+    The name comes from inside a container: it is resolved with openat2's
+    RESOLVE_IN_ROOT against the process's root, so symlinks and ".." stay inside it and
+    never reach the agent's own files.
+    """
+    try:
+        root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        how = _OpenHow(os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0,
+                       _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+        name = os.fsencode(path.lstrip("/") or ".")
+        fd = _LIBC.syscall(_SYS_OPENAT2, root, name, ctypes.byref(how), ctypes.sizeof(how))
+        if fd < 0:
+            return None
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(root)
+    return stat.S_ISDIR(st.st_mode), st.st_uid
 
 
 def host_pid(caller_tgid: int, ns_pid: int) -> int | None:
