@@ -10,6 +10,7 @@ translated for aiokafka where Faust needs them.
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -62,19 +63,49 @@ class KafkaSettings:
         conf.update(extra)
         return conf
 
-    def aiokafka(self) -> dict[str, Any]:
-        """The pass-through options in aiokafka/Faust keyword spelling."""
-        mapping = {
-            "security.protocol": "security_protocol",
-            "sasl.mechanism": "sasl_mechanism",
-            "sasl.mechanisms": "sasl_mechanism",
-            "sasl.username": "sasl_plain_username",
-            "sasl.password": "sasl_plain_password",
-            "ssl.ca.location": "ssl_cafile",
-            "ssl.certificate.location": "ssl_certfile",
-            "ssl.key.location": "ssl_keyfile",
-        }
-        return {mapping[k]: v for k, v in self.options.items() if k in mapping}
+    def faust_credentials(self) -> Any | None:
+        """The TLS/SASL options as Faust ``broker_credentials`` (None: plaintext).
+
+        Faust hands only ``broker_credentials`` to its Kafka clients: aiokafka keyword
+        arguments given to ``faust.App`` are ignored, so a worker would have connected
+        to a secured Kafka without them. Raises ValueError for what Faust cannot speak.
+        """
+        import faust
+
+        opts = self.options
+        protocol = opts.get("security.protocol", "PLAINTEXT").upper()
+        if protocol == "PLAINTEXT":
+            return None
+        if protocol not in ("SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            raise ValueError(f"security.protocol {protocol!r} is not one of PLAINTEXT, SSL, "
+                             "SASL_PLAINTEXT, SASL_SSL")
+        context = self.ssl_context() if protocol in ("SSL", "SASL_SSL") else None
+        if protocol == "SSL":
+            return faust.SSLCredentials(context)
+        mechanism = (opts.get("sasl.mechanism") or opts.get("sasl.mechanisms") or "PLAIN").upper()
+        if mechanism == "GSSAPI":
+            return faust.GSSAPICredentials(
+                kerberos_service_name=opts.get("sasl.kerberos.service.name", "kafka"),
+                ssl_context=context)
+        if mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            raise ValueError(f"sasl.mechanism {mechanism!r} is not one of PLAIN, "
+                             "SCRAM-SHA-256, SCRAM-SHA-512, GSSAPI")
+        return faust.SASLCredentials(username=opts.get("sasl.username"),
+                                     password=opts.get("sasl.password"),
+                                     ssl_context=context, mechanism=mechanism)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client TLS context from librdkafka's ``ssl.*`` options."""
+        opts = self.options
+        context = ssl.create_default_context(cafile=opts.get("ssl.ca.location"))
+        cert = opts.get("ssl.certificate.location")
+        if cert:
+            context.load_cert_chain(cert, keyfile=opts.get("ssl.key.location"),
+                                    password=opts.get("ssl.key.password"))
+        if opts.get("enable.ssl.certificate.verification", "true").lower() == "false":
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
 
 def state_dir() -> Path:

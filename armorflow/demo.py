@@ -52,7 +52,7 @@ def _worker(broker: EmbeddedBroker, workdir: Path, sink_dir: Path) -> Iterator[P
             [str(Path(sys.executable).parent / "armorflow"), "pipeline",
              "-b", broker.bootstrap_servers, "--app-id", "armorflow-demo",
              "--instance-id", "demo-0", "--grace-s", "2", "--sink", f"file://{sink_dir}",
-             "--data-dir", str(workdir / "faust")],
+             "--data-dir", str(workdir / "faust"), "--fetch-pacing"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "ARMORFLOW_STATE_DIR": str(workdir)},
         )

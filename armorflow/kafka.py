@@ -12,7 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -61,8 +61,41 @@ def producer_config(
     return conf
 
 
+#: Exit status of a verb that could not reach Kafka (1: bad input, 2: usage).
+EXIT_KAFKA_UNREACHABLE = 3
+#: How long a one-shot verb waits for Kafka before it says so.
+PROBE_TIMEOUT_S = 5.0
+
+
 class DeliveryError(RuntimeError):
     """Messages could not be delivered to the broker."""
+
+
+class KafkaUnreachable(RuntimeError):
+    """No broker answered; the message names the address and the setting to change."""
+
+
+def probe(settings: KafkaSettings, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Ask the brokers for their metadata once; :class:`KafkaUnreachable` if none answers.
+
+    The client's own logging is off: a refused or unresolvable address would otherwise
+    print a line per reconnect attempt until the timeout."""
+    from confluent_kafka.admin import AdminClient
+
+    client = AdminClient(settings.librdkafka(**{"log_level": 0, "socket.timeout.ms": 3_000}))
+    try:
+        client.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise KafkaUnreachable(
+            f"cannot reach Kafka at {settings.bootstrap_servers} within {timeout_s:.0f} s "
+            f"({_short(exc)}); set --bootstrap-servers or ARMORFLOW_BOOTSTRAP_SERVERS, and "
+            "TLS/SASL with -X or ARMORFLOW_KAFKA_OPTIONS") from None
+
+
+def _short(exc: KafkaException) -> str:
+    error: Any = exc.args[0] if exc.args else None
+    text = error.str() if error is not None and hasattr(error, "str") else str(exc)
+    return str(text).split(":")[0].strip() or "no answer"
 
 
 @dataclass
@@ -131,6 +164,17 @@ class EventProducer:
         self._producer.poll(0)
 
 
+#: librdkafka pre-fetches up to 64 MiB per partition by default: with armorflow's 32
+#: event partitions a reader of a backlog would hold 2 GiB before it decoded a message.
+#: 4 MiB per partition bounds that at 128 MiB and still keeps the pipe full.
+CONSUMER_QUEUE: Final[dict[str, Any]] = {
+    "queued.max.messages.kbytes": 4_096,
+    "queued.min.messages": 1_000,
+    "fetch.max.bytes": 16 << 20,
+    "max.partition.fetch.bytes": 2 << 20,
+}
+
+
 def make_consumer(
     settings: KafkaSettings, group_id: str, *, from_beginning: bool = True, **extra: Any
 ) -> Consumer:
@@ -140,6 +184,7 @@ def make_consumer(
             "auto.offset.reset": "earliest" if from_beginning else "latest",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            **CONSUMER_QUEUE,
         }
     )
     conf.update(extra)

@@ -186,6 +186,7 @@ def pipeline(
         proc = subprocess.Popen(
             [*wrap, ARMORFLOW, "pipeline", "-b", broker.bootstrap_servers, "--app-id", app_id,
              "--status-every-s", "0.5", "--no-render", "--data-dir", str(workdir / app_id),
+             *(["--fetch-pacing"] if broker.impl == "noida" else []),
              "--classify" if classify else "--no-classify"],
             stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "ARMORFLOW_STATE_DIR": str(workdir)},

@@ -22,7 +22,7 @@ DEB_PACKAGES=(
   linux-headers-amd64              # headers BCC compiles against (offsets come from BTF)
   python3-seccomp                  # libseccomp bindings: run workloads under generated profiles
   auditd                           # auditctl and the audit daemon for SECCOMP / AVC records
-  strace unzip zstd
+  strace unzip zstd openssl
   gcc linux-libc-dev libc6-dev     # tracer: syscall/capability/socket numbers from the UAPI
                                    # headers; bench/agent_overhead.py compiles its workload
   chromium                         # headless rendering check of the HTML report

@@ -158,7 +158,7 @@ def test_seed_values_reach_the_pods() -> None:
     # vArmor's spelling reaches the agent as its own option name
     assert container["args"] == [
         "agent", "--cri-endpoint=unix:///run/containerd/containerd.sock", "--kube", "--tracer",
-        "--audit-log-paths=/var/log/audit/audit.log|/var/log/kern.log"]
+        "--metrics-port=8081", "--audit-log-paths=/var/log/audit/audit.log|/var/log/kern.log"]
     assert container["resources"] == {
         "requests": {"cpu": "500m", "memory": "500Mi"}, "limits": {"cpu": "2", "memory": "2Gi"},
     }
@@ -288,14 +288,15 @@ def test_the_cli_accepts_the_rendered_arguments(sets: list[str]) -> None:
             if d["kind"] in ("Deployment", "DaemonSet", "StatefulSet", "Job")]
     checked = 0
     for pod in pods:
-        for container in pod["containers"]:
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
             verb, *args = container["args"]
             command = verbs.get(verb)
             assert command is not None, f"no verb {verb!r}"
             with command.make_context(verb, list(args)) as ctx:
                 assert ctx.params  # parsed, not run
             checked += 1
-    assert checked == 4  # operator, pipeline, agent, topics
+    # operator, pipeline, agent, topics; the first three's wait-for-topics
+    assert checked == 7
 
 
 def test_the_pipeline_sink_url_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -368,3 +369,178 @@ def test_agent_asks_the_runtime_socket_the_chart_mounts() -> None:
                     "--set", "agent.criSocket=crio.sock") == (
         ["--cri-endpoint=unix:///run/containerd/crio.sock"], {"host": "/var/run/crio"})
     assert cri_args("--set", "agent.criSocket=")[0] == []  # the API server only
+
+
+# --- metrics, probes, topics, Kafka address (issue #18 items 5 and 9) ------------------------
+
+
+def workloads(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """component -> pod template of the operator, pipeline and agent."""
+    return {d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]
+            for d in docs if d["kind"] in ("Deployment", "DaemonSet")}
+
+
+def test_every_component_serves_metrics_and_probes_on_its_port() -> None:
+    """Each component gets --metrics-port, a named port, /healthz liveness, /readyz
+    readiness (startup probes for the slow starters) and the prometheus.io annotations;
+    the port parses as the CLI's own option."""
+    import typer.main
+
+    from armorflow.cli import app
+
+    verbs = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for component, template in workloads(render()).items():
+        (container,) = template["spec"]["containers"]
+        assert "--metrics-port=8081" in container["args"], component
+        verb, *args = container["args"]
+        with verbs[verb].make_context(verb, list(args)) as ctx:
+            assert ctx.params["metrics_port"] == 8081
+        assert container["ports"] == [
+            {"name": "metrics", "containerPort": 8081, "protocol": "TCP"}], component
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+        startup = container.get("startupProbe")
+        assert (startup is not None) == (component in ("agent", "pipeline")), component
+        if startup:
+            assert startup["httpGet"]["path"] == "/healthz"
+            assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+        assert template["metadata"]["annotations"] == {
+            "prometheus.io/scrape": "true", "prometheus.io/port": "8081",
+            "prometheus.io/path": "/metrics"}, component
+
+
+def test_metrics_port_zero_turns_metrics_and_probes_off() -> None:
+    for component, template in workloads(render("--set", "metrics.port=0")).items():
+        (container,) = template["spec"]["containers"]
+        assert not [a for a in container["args"] if a.startswith("--metrics-port")], component
+        for key in ("ports", "livenessProbe", "readinessProbe", "startupProbe"):
+            assert key not in container, (component, key)
+        assert "annotations" not in template["metadata"]
+    # annotations alone can go
+    for template in workloads(render("--set", "metrics.podAnnotations=false")).values():
+        assert "annotations" not in template["metadata"]
+        assert template["spec"]["containers"][0]["ports"][0]["containerPort"] == 8081
+
+
+def test_the_operators_former_health_port_still_sets_its_port() -> None:
+    templates = workloads(render("--set", "operator.healthPort=9100"))
+    (operator,) = templates["operator"]["spec"]["containers"]
+    assert "--metrics-port=9100" in operator["args"]
+    assert operator["ports"][0]["containerPort"] == 9100
+    assert templates["operator"]["metadata"]["annotations"]["prometheus.io/port"] == "9100"
+    (agent,) = templates["agent"]["spec"]["containers"]
+    assert "--metrics-port=8081" in agent["args"]  # the others keep metrics.port
+
+
+@pytest.mark.parametrize("sets", [[], SMALL_CLUSTER_SETS], ids=["defaults", "tls-sasl"])
+def test_components_wait_for_the_topics_the_job_creates(sets: list[str]) -> None:
+    """Every component's init container runs `armorflow topics --wait` with the same Kafka
+    settings as the component; the Job that creates the topics is no hook (helm --wait
+    would wait for the pods before running it) and is new at every revision."""
+    docs = render(*sets)
+    for component, template in workloads(docs).items():
+        (init,) = template["spec"]["initContainers"]
+        (main,) = template["spec"]["containers"]
+        assert init["args"][:2] == ["topics", "--wait=0"], component
+        assert init["image"] == main["image"]
+        assert init["env"] == [e for e in main["env"]
+                               if e["name"].startswith("ARMORFLOW_KAFKA")
+                               or e["name"] == "ARMORFLOW_BOOTSTRAP_SERVERS"], component
+        assert init["securityContext"]["runAsNonRoot"] is True
+        tls = [m for m in main.get("volumeMounts", []) if m["name"] == "kafka-tls"]
+        assert [m for m in init.get("volumeMounts", []) if m["name"] == "kafka-tls"] == tls
+    (job,) = by_kind(docs, "Job")
+    assert job["metadata"]["name"] == "varmor-armorflow-topics-1"
+    assert "helm.sh/hook" not in job["metadata"].get("annotations", {})
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["topics", "--create"]
+    # without createTopics the components still wait (for topics someone else creates)
+    docs = render("--set", "kafka.createTopics=false")
+    assert by_kind(docs, "Job") == []
+    assert all(t["spec"]["initContainers"] for t in workloads(docs).values())
+
+
+def test_topics_wait_waits_for_topics_created_later(tmp_path: Path) -> None:
+    """What the init container runs, against a real broker that has no topics yet: it
+    waits, says which are missing, and returns once `armorflow topics --create` made
+    them."""
+    import sys
+
+    from armorflow.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(impl="noida", data_dir=tmp_path / "broker").start(create=False)
+    cli = [sys.executable, "-m", "armorflow.cli", "topics", "-b", broker.bootstrap_servers]
+    try:
+        check = subprocess.run([*cli, "--check"], capture_output=True, text=True, timeout=60)
+        assert check.returncode == 1
+        assert "armorflow.control missing" in check.stderr
+        waiter = subprocess.Popen([*cli, "--wait=120"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                waiter.wait(4)  # still waiting: nothing created the topics
+            made = subprocess.run([*cli, "--create"], capture_output=True, text=True,
+                                  timeout=60)
+            assert made.returncode == 0, made.stderr
+            out, err = waiter.communicate(timeout=30)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.wait()
+        assert waiter.returncode == 0, err
+        assert "all topics ready" in out
+        assert "armorflow.events.exec missing" in err
+        assert subprocess.run([*cli, "--check"], capture_output=True,
+                              timeout=60).returncode == 0
+    finally:
+        broker.cleanup()
+
+
+def rendered_notes(tmp_path: Path, *sets: str) -> str:
+    """NOTES.txt as Helm renders it. `helm template` leaves NOTES.txt out and `helm install
+    --dry-run` needs a cluster, so a copy of the chart renders the same file as the data
+    of a ConfigMap through the real helm."""
+    import shutil
+
+    chart = tmp_path / "chart"
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        notes = (chart / "templates" / "NOTES.txt").read_text()
+        (chart / "templates" / "_notes.tpl").write_text(
+            '{{- define "test.notes" -}}\n' + notes + '{{- end -}}\n')
+        (chart / "templates" / "zz-notes.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
+            "  notes: {{ include \"test.notes\" . | toJson }}\n")
+    done = helm("template", "varmor", str(chart), "--namespace", "varmor",
+                "--show-only", "templates/zz-notes.yaml", *sets)
+    assert done.returncode == 0, done.stderr
+    text: str = yaml.safe_load(done.stdout)["data"]["notes"]
+    return text
+
+
+def test_the_example_kafka_address_is_warned_about_and_an_empty_one_refused(
+    tmp_path: Path
+) -> None:
+    default = rendered_notes(tmp_path)
+    assert "WARNING: kafka.bootstrapServers is the chart's example address" in default
+    assert "--set kafka.bootstrapServers=HOST:PORT" in default
+    for sets in (["--set", "kafka.bootstrapServers=kafka.prod.svc:9093"],
+                 ["--set", "broker.embedded.enabled=true"]):
+        assert "WARNING" not in rendered_notes(tmp_path, *sets), sets
+    for empty in ("", " "):
+        done = helm("template", "varmor", str(CHART), "--set",
+                    f"kafka.bootstrapServers={empty}")
+        assert done.returncode != 0
+        assert "kafka.bootstrapServers is required" in done.stderr
+    done = helm("template", "varmor", str(CHART), "--set", "kafka.bootstrapServers=",
+                "--set", "broker.embedded.enabled=true")
+    assert done.returncode == 0, done.stderr
+
+
+def test_notes_explain_crd_upgrades_and_a_clash_with_varmor(tmp_path: Path) -> None:
+    notes = rendered_notes(tmp_path)
+    assert "never upgrades or deletes them" in notes
+    assert "kubectl apply --server-side -f <chart>/crds/" in notes
+    assert "vArmor" in notes and "Helm skips them" in notes
+    assert "port 8081" in notes
+    assert "varmor-armorflow-topics-1" in notes
+    assert "Metrics:" not in rendered_notes(tmp_path, "--set", "metrics.port=0")

@@ -214,3 +214,10 @@ def test_each_skip_reason_is_logged_at_most_once_a_minute(caplog: object) -> Non
     lines = [r.getMessage() for r in caplog.records if "null_value" in r.getMessage()]
     assert len(lines) == 2
     assert lines[1].startswith("skipped 1000 ")  # the 999 since the first, and this one
+
+
+def test_a_control_for_a_profile_without_window_is_said_and_counted() -> None:
+    ing = Ingestor(escape_literal)
+    ing.apply_batch([make_control("stop", "nosuch", ts=T0).encode(),
+                     make_control("update", "nosuch", duration_s=5, ts=T0).encode()], T0)
+    assert ing.stats.skipped_by["control_without_window"] == 2 and "nosuch" not in ing.windows

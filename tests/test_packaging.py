@@ -101,3 +101,47 @@ def test_every_verb_answers_help(path: tuple[str, ...]) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "Usage" in out.stdout
+
+
+def _parse(argv: list[str]) -> None:
+    """Parse ``armorflow ARGV`` down to the verb, as the CLI would, without running it."""
+    import click
+
+    cmd: click.Command = typer.main.get_command(app)
+    ctx = cmd.make_context("armorflow", list(argv), resilient_parsing=False)
+    while isinstance(cmd, click.Group):
+        name, sub, rest = cmd.resolve_command(ctx, [*ctx.protected_args, *ctx.args])
+        assert sub is not None and name is not None
+        cmd, ctx = sub, sub.make_context(name, rest, parent=ctx)
+
+
+def _example_argv(line: str) -> list[str]:
+    import shlex
+
+    line = line.split("  #")[0]
+    line = line[line.index("armorflow "):].split(" < ")[0]  # after a pipe, before a redirect
+    return shlex.split(line)[1:]
+
+
+@pytest.mark.parametrize("path", [p for p in _commands() if p],
+                         ids=lambda p: " ".join(p))
+def test_every_verb_has_examples_that_parse(path: tuple[str, ...]) -> None:
+    from armorflow.examples import EXAMPLES
+
+    examples = EXAMPLES.get(" ".join(path))
+    assert examples, f"no examples for 'armorflow {' '.join(path)}' in armorflow/examples.py"
+    for line in examples:
+        argv = _example_argv(line)
+        assert tuple(argv[:len(path)]) == path, line
+        _parse(argv)
+    out = subprocess.run([str(Path(sys.executable).parent / "armorflow"), *path, "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert "Examples:" in out.stdout
+
+
+def test_version_flag() -> None:
+    from armorflow import __version__
+
+    out = subprocess.run([str(Path(sys.executable).parent / "armorflow"), "--version"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == f"armorflow {__version__}"

@@ -203,3 +203,63 @@ def test_noida_loses_its_last_writes_on_sigkill_and_the_worker_reads_on(
         assert "Traceback" not in w.log()
     finally:
         w.stop()
+
+
+def test_a_window_with_no_events_fails_instead_of_writing_deny_all(
+    broker: EmbeddedBroker, worker: WorkerProcess, tmp_path: Path
+) -> None:
+    """A replay without --rebase-ts: every event is stamped before the window opened."""
+    profile = unique("empty")
+    start = time.time_ns()
+    old = [make_event("syscall", ts=start - 3600 * 10**9 + i, profile=profile, name="read")
+           for i in range(50)]
+    control(broker, "start", profile, duration_s=2, start_ts=start)
+    publish(broker, old)
+    failed = wait_for_message(broker, STATUS_TOPIC, lambda v: v.get("profile") == profile
+                              and v.get("phase") == "Failed", timeout_s=60)
+    assert "no event was modeled" in failed["message"] and "--rebase-ts" in failed["message"]
+    assert failed["counts"]["droppedOutside"] == 50
+    assert not any(d.get("pipeline") == worker.app_id for d in model_docs(broker, profile))
+    assert not (tmp_path / "out" / "varmor" / f"{profile}.yaml").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["window", "stop", "p"], ["window", "start", "p", "--duration-s", "60"],
+    ["topics", "--create"], ["pipeline", "--app-id", "never"]])
+def test_no_broker_is_one_line_and_exit_status_3(argv: list[str]) -> None:
+    import subprocess
+    import sys
+
+    armorflow = str(Path(sys.executable).parent / "armorflow")
+    started = time.monotonic()
+    done = subprocess.run([armorflow, *argv, "-b", "127.0.0.1:1"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 3
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, done.stderr
+    assert "cannot reach Kafka at 127.0.0.1:1" in errors[0]
+    assert "ARMORFLOW_BOOTSTRAP_SERVERS" in errors[0]
+    assert time.monotonic() - started < 20
+
+
+def test_replaying_an_old_recording_without_rebase_says_what_will_happen(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    armorflow = str(Path(sys.executable).parent / "armorflow")
+    recording = tmp_path / "old.jsonl"
+    day_ago = time.time_ns() - 86_400 * 10**9
+    recording.write_bytes(b"".join(
+        orjson.dumps(make_event("syscall", ts=day_ago + i, profile="old", name="read"))
+        + b"\n" for i in range(5)))
+    plain = subprocess.run([armorflow, "replay", str(recording), "--no-progress",
+                            "-b", broker.bootstrap_servers], capture_output=True, text=True,
+                           timeout=60)
+    assert plain.returncode == 0
+    assert "--rebase-ts now" in plain.stderr and "24.0 h before now" in plain.stderr
+    rebased = subprocess.run([armorflow, "replay", str(recording), "--no-progress",
+                              "--rebase-ts", "now", "-b", broker.bootstrap_servers],
+                             capture_output=True, text=True, timeout=60)
+    assert rebased.returncode == 0 and "warning" not in rebased.stderr

@@ -169,6 +169,12 @@ def test_html_report_renders_in_headless_chromium(model_dir: Path, tmp_path: Pat
     )
     # 30 bins over 139 s: the first (4.6 s) holds the start-up execs at 1 s to 5 s.
     assert "<title>exec: 5</title>" in dom.stdout
+    # two profiles: an index links to each, with how many rules each has to review
+    assert '<nav id="index">' in dom.stdout
+    links = re.findall(r'<a href="#(model-\d)">([^<]+)</a>', dom.stdout)
+    assert sorted(name for _anchor, name in links) == [DB, WEB]
+    assert all(f'id="{anchor}"' in dom.stdout for anchor, _name in links)
+    assert "Rules to review before enforcing" in dom.stdout
 
 
 def test_reports_what_the_offline_model_verb_writes(tmp_path: Path) -> None:
@@ -184,3 +190,61 @@ def test_reports_what_the_offline_model_verb_writes(tmp_path: Path) -> None:
     for examples, pattern in collapsed:
         assert all(p.startswith("/") for p in examples.split(", "))
         assert any(c in pattern for c in "*?[{"), pattern
+
+
+def _hostile_model() -> BehaviourModel:
+    from armorflow.events import make_event
+
+    model = BehaviourModel()
+    for kind, fields in (
+        ("file", {"path": "/etc/shadow", "perms": "r", "owner": False}),
+        ("file", {"path": "/etc/ld.so.preload", "perms": "w", "owner": False}),
+        ("file", {"path": "/root/.ssh/authorized_keys", "perms": "a", "owner": False}),
+        ("file", {"path": "/tmp/scratch", "perms": "rw", "owner": True}),
+        ("capability", {"name": "sys_module"}),
+        ("capability", {"name": "chown"}),
+        ("syscall", {"name": "read"}),
+    ):
+        model.add(make_event(kind, profile="hostile", **fields))
+    return model
+
+
+def test_sensitive_rules_are_flagged_for_review(tmp_path: Path) -> None:
+    path = tmp_path / "hostile.model.json"
+    path.write_bytes(orjson.dumps(_hostile_model().to_dict()))
+    result = CliRunner().invoke(app, ["report", str(path), "-o", "json"])
+    assert result.exit_code == 0, result.output
+    (doc,) = orjson.loads(result.stdout)["models"]
+    flagged = {(f["kind"], f["rule"].split()[0]) for f in doc["sensitive"]}
+    assert flagged == {("file", "/etc/shadow"), ("file", "/etc/ld.so.preload"),
+                       ("file", "/root/.ssh/authorized_keys"), ("capability", "sys_module")}
+    why = {f["rule"].split()[0]: f["why"] for f in doc["sensitive"]}
+    assert why["/etc/ld.so.preload"].startswith("system-write")
+    assert why["/root/.ssh/authorized_keys"].startswith(("home-write", "secret-store"))
+    # the machine-readable report carries what the text one shows
+    assert doc["profile"] == "hostile" and "read" in doc["seccomp_allowed"]
+    assert "clone3" not in doc["seccomp_allowed"]  # answered ENOSYS, not allowed
+    text = _flat(_report(str(path)))
+    assert "rules to review before enforcing: 4" in text
+
+
+def test_diff_of_two_models(tmp_path: Path) -> None:
+    from armorflow.events import make_event
+
+    before, after = tmp_path / "a.model.json", tmp_path / "b.model.json"
+    old = _hostile_model()
+    new = _hostile_model()
+    new.add(make_event("file", profile="hostile", path="/tmp/scratch", perms="a", owner=True))
+    new.add(make_event("exec", profile="hostile", path="/usr/bin/curl"))
+    before.write_bytes(orjson.dumps(old.to_dict()))
+    after.write_bytes(orjson.dumps(new.to_dict()))
+    same = CliRunner().invoke(app, ["report", "--diff", str(before), str(before)])
+    assert same.exit_code == 0 and "0 added, 0 removed, 0 changed" in same.stdout
+    changed = CliRunner().invoke(app, ["report", "--diff", str(before), str(after)])
+    assert changed.exit_code == 1
+    assert "+ exec /usr/bin/curl" in changed.stdout
+    assert "~ file /tmp/scratch True: rw -> rwa" in changed.stdout
+    assert "2 added" not in changed.stdout and "1 added, 0 removed, 1 changed" in changed.stdout
+    as_json = CliRunner().invoke(app, ["report", "--diff", str(after), str(before), "-o", "json"])
+    doc = orjson.loads(as_json.stdout)
+    assert doc["removed"] == [[["exec", "/usr/bin/curl"], None]]

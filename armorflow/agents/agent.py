@@ -45,12 +45,17 @@ from armorflow.agents.publish import Publisher
 from armorflow.config import KafkaSettings
 from armorflow.counters import CounterSet
 from armorflow.events import KIND_FIELDS, OPTIONAL_FIELDS, Event, EventError
+from armorflow.metrics import ComponentMetrics, SnapshotCollector, one, stalled
 from armorflow.topics import TARGETS_TOPIC
 
 log = logging.getLogger(__name__)
 
 #: Seconds between stats lines in the log.
 STATS_EVERY_S: Final = 60.0
+#: Seconds between two snapshots of the stats for the metrics endpoint.
+SNAPSHOT_EVERY_S: Final = 1.0
+#: The loop steps every fraction of a second; this long without a step, it is stuck.
+STALLED_S: Final = 60.0
 
 
 class Source(Protocol):
@@ -148,6 +153,11 @@ class TargetsFeed:
             "log_level": 2,
         }))
         self._assigned = False
+
+    @property
+    def assigned(self) -> bool:
+        """Whether the topic was found and assigned (Kafka was reached at least once)."""
+        return self._assigned
 
     def _assign(self) -> bool:
         try:
@@ -271,6 +281,12 @@ class Agent:
         self._marks: list[deque[tuple[int, Position]]] = [deque() for _ in sources]
         self._last_seq = 0
         self._last_stats = time.monotonic()
+        #: The loop's heartbeat and its stats then, refreshed every SNAPSHOT_EVERY_S: the
+        #: metrics endpoint reads these from its own thread, never the loop's live state
+        #: (the publisher is not thread-safe).
+        self.steps = 0
+        self.last_beat = time.monotonic()
+        self.snapshot: dict[str, Any] = self.stats()
 
     def handle(self, obs: Observation) -> None:
         self.counters.observations += 1
@@ -317,9 +333,17 @@ class Agent:
                     marks.append((self._last_seq, position))
         self.publisher.poll(0)
         self._commit_durable()
+        self._heartbeat()
         if time.monotonic() - self._last_stats >= STATS_EVERY_S:
             self._last_stats = time.monotonic()
             log.info("agent stats: %s", orjson.dumps(self.stats()).decode())
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if self.steps == 0 or now - self.last_beat >= SNAPSHOT_EVERY_S:
+            self.snapshot = self.stats()
+            self.last_beat = now
+        self.steps += 1
 
     def _commit_durable(self) -> None:
         durable = self.publisher.durable_seq()
@@ -474,3 +498,57 @@ def build_agent(opts: AgentOptions) -> Agent:
         event_sources.append(TracerFeed(Tracer(node=opts.node).start(), attributor, opts.node))
     return Agent(node=opts.node, publisher=publisher, sources=sources, attributor=attributor,
                  targets=targets, targets_feed=feed, event_sources=event_sources)
+
+
+# --- metrics and probes (armorflow.metrics) -----------------------------------------------
+
+#: Publisher fields that are levels (what waits now), not counts.
+PUBLISHER_GAUGES: Final = frozenset({
+    "spooling", "spool_messages", "spool_bytes", "memory_messages", "memory_events",
+    "memory_bytes", "in_flight_messages", "pending_events"})
+
+
+def agent_metrics(agent: Agent) -> ComponentMetrics:
+    """The agent's counters from its loop's snapshot; liveness: the loop steps;
+    readiness: it stepped, reached Kafka (the targets topic, when it follows it) and is
+    not spooling (a spooling agent loses nothing, but Kafka is away)."""
+
+    def snapshot() -> dict[str, Any]:
+        return agent.snapshot
+
+    def own() -> dict[str, Any]:
+        shot = snapshot()
+        return {k: v for k, v in shot.items()
+                if k not in ("attribution", "publisher", "sources", "event_sources")}
+
+    def indexed(key: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
+        return [({"source": str(i)}, stats) for i, stats in enumerate(snapshot()[key])]
+
+    prefix = "armorflow_agent"
+    return (
+        ComponentMetrics()
+        .counters(SnapshotCollector(prefix, one(own), gauges=frozenset({"targets"}),
+                                    names={"by_kind": "published_by_kind"}))
+        .counters(SnapshotCollector(f"{prefix}_attribution",
+                                    one(lambda: snapshot()["attribution"])))
+        .counters(SnapshotCollector(f"{prefix}_publisher", one(lambda: snapshot()["publisher"]),
+                                    gauges=PUBLISHER_GAUGES))
+        .counters(SnapshotCollector(f"{prefix}_audit", lambda: indexed("sources"),
+                                    gauges=frozenset({"offset"})))
+        .counters(SnapshotCollector(f"{prefix}_tracer", lambda: indexed("event_sources"),
+                                    gauges=frozenset({"containers"})))
+        .liveness(stalled("the agent loop", lambda: time.monotonic() - agent.last_beat,
+                          STALLED_S))
+        .readiness(lambda: _agent_unready(agent))
+    )
+
+
+def _agent_unready(agent: Agent) -> list[str]:
+    problems = []
+    if agent.steps == 0:
+        problems.append("the agent loop has not started")
+    if agent.targets_feed is not None and not agent.targets_feed.assigned:
+        problems.append(f"the {TARGETS_TOPIC} topic is not assigned yet (Kafka unreachable?)")
+    if agent.snapshot.get("publisher", {}).get("spooling"):
+        problems.append("spooling: Kafka does not acknowledge the events")
+    return problems

@@ -94,9 +94,11 @@ def agent_command(
         help="Attach the eBPF tracer to the targeted containers (root, BTF).")] = False,
     duration: Annotated[float | None, typer.Option(
         help="Stop after this many seconds (default: run until SIGTERM/Ctrl-C).")] = None,
+    metrics_port: Annotated[int, typer.Option(
+        min=0, help="Port of /metrics, /healthz and /readyz (0: none).")] = 0,
 ) -> None:
     """Run the node agent: audit (and tracer) sources -> attribution -> Kafka."""
-    from armorflow.agents.agent import AgentOptions, build_agent
+    from armorflow.agents.agent import AgentOptions, agent_metrics, build_agent
     from armorflow.config import KafkaSettings
     from armorflow.config import state_dir as default_state_dir
 
@@ -112,11 +114,14 @@ def agent_command(
     agent = build_agent(opts)
 
     typer.echo(f"agent on {opts.node} publishing to {opts.settings.bootstrap_servers}", err=True)
+    server = agent_metrics(agent).serve(metrics_port)
     try:
         with on_stop(lambda _signum: agent.stop()):
             agent.run(duration)
     finally:
         agent.close()
+        if server is not None:
+            server.stop()
     typer.echo(json.dumps(agent.stats()), err=True)
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -13,27 +11,6 @@ from armorflow.cliopts import BootstrapOpt, KafkaOpt
 from armorflow.signals import stop_requested
 
 log = logging.getLogger(__name__)
-
-
-def _serve_health(port: int, healthy: Any) -> ThreadingHTTPServer:
-    """``GET /healthz``: 200 while every operator thread runs (the liveness probe)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            ok = bool(healthy())
-            body = b"ok\n" if ok else b"unhealthy\n"
-            self.send_response(200 if ok else 503)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # probes every few seconds are not news
-
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
-    return server
 
 
 def register(app: typer.Typer) -> None:
@@ -56,8 +33,11 @@ def register(app: typer.Typer) -> None:
         resync_seconds: Annotated[
             float, typer.Option(help="Re-list every policy this often.")
         ] = 60.0,
-        health_port: Annotated[
-            int, typer.Option(help="Port of the /healthz endpoint (0: none).")
+        metrics_port: Annotated[
+            int, typer.Option(
+                "--metrics-port", "--health-port", min=0,
+                help="Port of /metrics, /healthz and /readyz (0: none); --health-port is "
+                     "its former name.")
         ] = 0,
         match_label: Annotated[
             str,
@@ -69,7 +49,7 @@ def register(app: typer.Typer) -> None:
         from armorflow.config import KafkaSettings
 
         from .kube import Kube, make_api_client
-        from .service import OperatorService
+        from .service import OperatorService, operator_metrics
         from .workloads import parse_match_label
 
         try:
@@ -83,7 +63,7 @@ def register(app: typer.Typer) -> None:
             kube, settings, system_namespace=system_namespace, resync_s=resync_seconds,
             match_label=opt_in,
         )
-        server = _serve_health(health_port, service.healthy) if health_port else None
+        server = operator_metrics(service).serve(metrics_port)
         service.start()
         log.info("operator running: kafka %s, system namespace %s",
                  settings.bootstrap_servers, system_namespace)
@@ -96,5 +76,5 @@ def register(app: typer.Typer) -> None:
         finally:
             service.stop()
             if server is not None:
-                server.shutdown()
+                server.stop()
             log.info("operator stopped: %s", service.counters)

@@ -23,7 +23,8 @@ from armorflow.config import KafkaSettings
 from armorflow.control import PHASE_COMPLETED, PHASE_FAILED, PolicyRef, make_control
 from armorflow.counters import CounterSet
 from armorflow.kafka import make_consumer
-from armorflow.topics import TARGETS_TOPIC
+from armorflow.metrics import ComponentMetrics, SnapshotCollector, one
+from armorflow.topics import STATUS_TOPIC, TARGETS_TOPIC
 
 from .kube import WATCH_TIMEOUT_S, Kube, PolicyWatch
 from .messaging import ControlPublisher, StatusListener, StatusReport
@@ -146,6 +147,25 @@ class OperatorService:
             and self._listener.error is None
             and all(t.is_alive() for t in self._threads)
         )
+
+    def problems(self) -> list[str]:
+        """What keeps the operator from working: empty while every thread runs."""
+        out = []
+        if self._stop.is_set():
+            out.append("stopping")
+        if not self._listener.alive or self._listener.error is not None:
+            out.append(f"the {STATUS_TOPIC} listener stopped: {self._listener.error}")
+        out += [f"thread {t.name} died" for t in self._threads if not t.is_alive()]
+        return out
+
+    def gauges(self) -> dict[str, int]:
+        """Levels for the metrics endpoint: work waiting, profiles known."""
+        return {"queued_work": self._queue.qsize(), "profiles": len(self._profiles),
+                "unclaimed_reports": len(self._unclaimed),
+                "synced": int(self.synced.is_set())}
+
+    def status_messages(self) -> dict[str, int]:
+        return {"received": self._listener.received, "rejected": self._listener.rejected}
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -421,3 +441,25 @@ def read_active_targets(settings: KafkaSettings, timeout_s: float = 10.0
     finally:
         consumer.close()
     return {k: v for k, v in latest.items() if v.get("active") is True}
+
+
+def operator_metrics(service: OperatorService) -> ComponentMetrics:
+    """The operator's counters and levels; liveness: every thread runs; readiness: also
+    the first resync is done (the policies were listed and the targets topic read)."""
+    prefix = "armorflow_operator"
+
+    def unready() -> list[str]:
+        waiting = [] if service.synced.is_set() else [
+            "the first resync (list the policies, read the targets topic) is not done"]
+        return service.problems() + waiting
+
+    return (
+        ComponentMetrics()
+        .counters(SnapshotCollector(prefix, one(service.counters.as_dict),
+                                    names={"by_type": "control_messages"}))
+        .counters(SnapshotCollector(f"{prefix}_status_messages", one(service.status_messages)))
+        .counters(SnapshotCollector(prefix, one(service.gauges),
+                                    gauges=frozenset(service.gauges())))
+        .liveness(service.problems)
+        .readiness(unready)
+    )

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from armorflow.cliopts import BootstrapOpt, KafkaOpt
+from armorflow.cliopts import BootstrapOpt, KafkaOpt, duration_option, kafka_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +31,8 @@ def pipeline(
     sink: Annotated[
         str | None, typer.Option(help="Where completed models go: file://DIR or k8s://")
     ] = None,
-    grace_s: Annotated[float, typer.Option(help="Grace period for late events.")] = 30.0,
+    grace_s: Annotated[float, duration_option(
+        "--grace", "--grace-s", help="Grace period for late events")] = 30.0,
     app_id: Annotated[str, typer.Option(help="Consumer group and table prefix.")] = (
         "armorflow-pipeline"
     ),
@@ -48,18 +49,27 @@ def pipeline(
             help="Stable member id (e.g. the pod name): a restarted worker resumes at once.",
         ),
     ] = None,
-    status_every_s: Annotated[
-        float, typer.Option(help="How often open windows report their counts.")
-    ] = 10.0,
+    status_every_s: Annotated[float, duration_option(
+        "--status-every", "--status-every-s",
+        help="How often open windows that changed report their counts")] = 10.0,
     data_dir: Annotated[Path | None, typer.Option(help="Faust data directory.")] = None,
     close_attempts: Annotated[int, typer.Option(
         min=1, help="Attempts to write a window's model before it ends as Failed.")] = 6,
-    close_retry_s: Annotated[float, typer.Option(
-        min=0.0, help="Wait after the first failed attempt; doubles, at most 5 min.")] = 5.0,
+    close_retry_s: Annotated[float, duration_option(
+        "--close-retry", "--close-retry-s",
+        help="Wait after the first failed attempt to write a model; doubles, at most 5 min",
+    )] = 5.0,
+    fetch_pacing: Annotated[bool, typer.Option(
+        envvar="ARMORFLOW_FETCH_PACING",
+        help="Pace the consumer's fetch loop: for a broker that answers empty fetches at "
+             "once (the embedded noida-db, see docs/brokers.md); Kafka does not need it.",
+    )] = False,
     loglevel: Annotated[str, typer.Option(help="Worker log level.")] = "info",
+    metrics_port: Annotated[int, typer.Option(
+        min=0, help="Port of /metrics, /healthz and /readyz (0: none).")] = 0,
 ) -> None:
     """Run a pipeline worker: window events per profile, merge, classify, render, sink."""
-    from armorflow.config import KafkaSettings, state_dir
+    from armorflow.config import state_dir
     from armorflow.pipeline.worker import PipelineConfig, PipelineWorker
 
     if processing_guarantee not in ("at_least_once", "exactly_once"):
@@ -67,12 +77,13 @@ def pipeline(
             "at_least_once or exactly_once", param_hint="--processing-guarantee"
         )
     config = PipelineConfig(
-        settings=KafkaSettings.from_env(bootstrap_servers, kafka_option),
+        settings=kafka_settings(bootstrap_servers, kafka_option),
         app_id=app_id, partitions=partitions, grace_s=grace_s,
         processing_guarantee=processing_guarantee, classify=classify, render=render,
         sink_url=sink, status_every_s=status_every_s, instance_id=instance_id,
         data_dir=data_dir or state_dir() / f"pipeline-{app_id}",
         close_attempts=close_attempts, close_retry_first_s=close_retry_s,
+        fetch_pacing=fetch_pacing, metrics_port=metrics_port,
     )
     PipelineWorker(config).run(loglevel=loglevel)
 
@@ -81,7 +92,6 @@ def _send_control(
     kind: str, profile: str, bootstrap_servers: str | None, kafka_option: list[str] | None,
     **fields: object,
 ) -> None:
-    from armorflow.config import KafkaSettings
     from armorflow.control import ControlError, PolicyRef, make_control
     from armorflow.kafka import EventProducer
     from armorflow.topics import CONTROL_TOPIC
@@ -97,7 +107,7 @@ def _send_control(
         control = make_control(kind, profile, policy=ref, **fields)  # type: ignore[arg-type]
     except ControlError as exc:
         raise typer.BadParameter(str(exc)) from None
-    producer = EventProducer(KafkaSettings.from_env(bootstrap_servers, kafka_option))
+    producer = EventProducer(kafka_settings(bootstrap_servers, kafka_option))
     producer.produce_raw(CONTROL_TOPIC, profile, control.encode())
     producer.flush()
     typer.echo(f"{kind} {profile}: sent to {CONTROL_TOPIC}")
@@ -108,7 +118,8 @@ ProfileArg = Annotated[str, typer.Argument(help="Profile name, e.g. varmor-clust
 
 def window_start(
     profile: ProfileArg,
-    duration_s: Annotated[float, typer.Option(help="Window length in seconds.")],
+    duration_s: Annotated[float, duration_option(
+        "--duration", "--duration-s", help="Window length")],
     policy: Annotated[
         str | None, typer.Option(help="NS/NAME, or NAME for a cluster policy.")
     ] = None,
@@ -123,7 +134,7 @@ def window_start(
     """Open a modeling window for PROFILE."""
     if not duration_s > 0:  # also NaN; the upper bound is the control message's own
         raise typer.BadParameter("a window needs a duration above 0 seconds",
-                                 param_hint="--duration-s")
+                                 param_hint="--duration")
     _send_control(
         "start", profile, bootstrap_servers, kafka_option, duration_s=duration_s,
         policy=policy, namespace=namespace, enforcer=enforcer, start_ts=start_ts,
@@ -132,7 +143,9 @@ def window_start(
 
 def window_update(
     profile: ProfileArg,
-    duration_s: Annotated[float, typer.Option(help="New window length in seconds.")],
+    duration_s: Annotated[float, duration_option(
+        "--duration", "--duration-s", help="New window length (shorter than what has "
+        "passed: the window ends now)")],
     bootstrap_servers: BootstrapOpt = None,
     kafka_option: KafkaOpt = None,
 ) -> None:
@@ -157,31 +170,61 @@ def window_delete(
 def model(
     source: Annotated[Path, typer.Option("--from", help="Recording (.jsonl, .zst, .gz).")],
     out: Annotated[Path, typer.Option(help="Output directory.")],
-    duration_s: Annotated[
-        float | None, typer.Option("--duration", help="Window length in seconds per profile.")
-    ] = None,
+    duration_s: Annotated[float | None, duration_option(
+        "--duration", help="Window length per profile (default: the whole recording)")] = None,
     classify: Annotated[bool, typer.Option(help="Collapse random path segments.")] = True,
     namespace: Annotated[str, typer.Option(help="Namespace of the ArmorProfileModel.")] = "varmor",
 ) -> None:
-    """Build models offline from a recording: the same reducer, no broker."""
-    from armorflow.events import Rejects, read_events
+    """Build models offline from a recording: the same reducer, no broker.
+
+    Exit status: 0 when every line was modeled; 3 when models were written but some input
+    was skipped (bad lines, a profile that could not be written, a truncated compressed
+    file; the summary says how many); 1 when nothing could be read.
+    """
+    from armorflow.events import Rejects
     from armorflow.pipeline.deliver import write_offline
     from armorflow.pipeline.offline import model_recording
+    from armorflow.pipeline.sink.base import SinkError
     from armorflow.pipeline.stages import Stages
+    from armorflow.users.recording import read_recording
 
     if not source.is_file():
         raise typer.BadParameter(f"{source} does not exist", param_hint="--from")
     rejects = Rejects()
+    events, report = read_recording(source, rejects)
     closed = model_recording(
-        read_events(source, rejects), Stages.default(classify=classify),
-        duration_s=duration_s, namespace=namespace,
+        events, Stages.default(classify=classify),
+        duration_s=duration_s, namespace=namespace, rejects=rejects,
     )
+    for note in report.notes("modeled what was read"):
+        typer.echo(note, err=True)
+    if report.damage is not None and not closed:
+        typer.echo(f"no model written: no event could be read from {source}", err=True)
+        raise typer.Exit(1)
     out.mkdir(parents=True, exist_ok=True)
+    unwritten: list[str] = []
     for window in closed:
-        for path in write_offline(out, window):
+        try:
+            paths = write_offline(out, window)
+        except SinkError as exc:  # one profile the sink refuses must not cost the others
+            unwritten.append(f"{window.profile}: {exc}")
+            continue
+        for path in paths:
             typer.echo(str(path))
     if rejects.count:
-        typer.echo(f"{rejects.count} line(s) rejected:", err=True)
+        typer.echo(f"skipped {rejects.count:,} bad line(s):", err=True)
         for reason in rejects.samples:
             typer.echo(f"  {reason}", err=True)
-    typer.echo(f"{len(closed)} profile(s) modeled into {out}")
+        if rejects.count > len(rejects.samples):
+            typer.echo(f"  ... and {rejects.count - len(rejects.samples):,} more", err=True)
+    for reason in unwritten:
+        typer.echo(f"not written: {reason}", err=True)
+    modeled = len(closed) - len(unwritten)
+    skipped = [f"{n:,} {what}" for n, what in (
+        (rejects.count, "bad line(s) skipped"), (len(unwritten), "profile(s) not written")) if n]
+    if report.damage is not None:
+        skipped.append(f"recording cut short after {report.events:,} events")
+    typer.echo(f"{modeled} profile(s) modeled into {out}"
+               + (f"; {', '.join(skipped)}" if skipped else ""))
+    if skipped:
+        raise typer.Exit(3)

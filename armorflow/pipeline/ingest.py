@@ -258,6 +258,11 @@ class Ingestor:
         was_open = before is not None and before.state is WindowState.OPEN
         after = apply_control(before, control, now_ns)
         if after is None:
+            # update/stop/delete of a profile this worker has no window for: a typo, or
+            # a window another pipeline (app id) owns. Said, counted, not fatal.
+            self._reject(EventError(f"{control.type} for {control.profile}, which has no "
+                                    "window here", code="control_without_window"),
+                         counted=False)
             return
         if after.state is WindowState.DELETED:
             # Forgotten: nothing of the profile stays in memory or in the tables.

@@ -25,6 +25,7 @@ import orjson
 from armorflow import fetchpace
 from armorflow.config import KafkaSettings
 from armorflow.control import PHASE_COMPLETED, PHASE_FAILED, PHASE_MODELING, make_status
+from armorflow.metrics import ComponentMetrics, SnapshotCollector, one, stalled
 from armorflow.model import BehaviourModel
 from armorflow.pipeline.ingest import BatchResult, Ingestor
 from armorflow.pipeline.stages import ClosedWindow, Stages
@@ -46,6 +47,10 @@ Deliver = Callable[[ClosedWindow], dict[str, str] | None]
 #: Longest wait between two attempts to close a window (the wait doubles from
 #: PipelineConfig.close_retry_first_s up to this).
 CLOSE_RETRY_MAX_S = 300.0
+#: The reason a window without events ends Failed.
+EMPTY_WINDOW = ("no event was modeled in the window ({outside} outside it, {late} late): a "
+                "profile learned from nothing would deny everything, so none is written; "
+                "check the agents' targets, or replay a recording with --rebase-ts now")
 #: Seconds between two checks of the source partitions' log ends.
 LOG_CHECK_EVERY_S = 5.0
 
@@ -110,7 +115,12 @@ class PipelineConfig:
     #: close_retry_first_s after the first failure and twice as long after each next
     #: one, then ends as Failed with the last error as its reason.
     close_attempts: int = 6
+    #: Pace aiokafka's fetch loop (armorflow/fetchpace.py): for the embedded broker,
+    #: which answers an empty fetch at once instead of long-polling.
+    fetch_pacing: bool = False
     close_retry_first_s: float = 5.0
+    #: Port of /metrics, /healthz and /readyz (armorflow.metrics); 0: none.
+    metrics_port: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -139,6 +149,11 @@ class PipelineWorker:
         self._last_log_check = 0.0
         #: Times a source partition's log end went backwards (the broker lost messages).
         self.offset_regressions = 0
+        #: Failed attempts to close a window, and windows that ended Failed (metrics).
+        self.close_failures = 0
+        self.windows_failed = 0
+        #: When the timer last ran: the liveness probe's sign that the event loop turns.
+        self.last_tick = time.monotonic()
         #: (topic, partition) -> last offset whose events were applied and persisted.
         self._processed: dict[tuple[str, int], int] = {}
         #: profile -> monotonic time its window first waited for this worker to catch up.
@@ -152,7 +167,8 @@ class PipelineWorker:
         cfg = self.config
         # The consumer thread's fetch loop must not spin when a broker answers empty
         # fetches at once (the embedded one does; see armorflow/fetchpace.py).
-        fetchpace.install()
+        if cfg.fetch_pacing:
+            fetchpace.install()
         app = faust.App(
             cfg.app_id,
             broker=f"kafka://{cfg.settings.bootstrap_servers.replace(',', ';kafka://')}",
@@ -173,7 +189,7 @@ class PipelineWorker:
             # (Faust's default is 4096 messages) would hold millions of events in memory
             # whenever the worker is behind.
             stream_buffer_maxsize=32,
-            **cfg.settings.aiokafka(),
+            broker_credentials=cfg.settings.faust_credentials(),
             **cfg.extra,
         )
         raw: faust.Schema[bytes, bytes] = faust.Schema(
@@ -311,6 +327,7 @@ class PipelineWorker:
         Closing runs in a task per window, so a slow or failing sink delays only its own
         window; the timer itself does work proportional to the open windows.
         """
+        self.last_tick = time.monotonic()  # before the early return: rebalancing is alive
         if self.app.rebalancing or getattr(self.app, "in_recovery", False):
             return
         self.ingestor.expire_pending()
@@ -349,17 +366,30 @@ class PipelineWorker:
         """Close one window; on failure retry with backoff, and after ``close_attempts``
         give up: the window ends as Failed with the reason, and its status says so."""
         profile = window.profile
+        if window.events == 0:
+            # A profile learned from nothing denies everything: writing it would stop the
+            # workload, or (worse) look like a learned profile. Say why instead.
+            log.warning("window of %s closed with no events modeled (%d outside it, %d "
+                        "late): Failed", profile, window.dropped_outside, window.dropped_late)
+            try:
+                await self._fail(window, EMPTY_WINDOW.format(
+                    outside=window.dropped_outside, late=window.dropped_late))
+            finally:
+                self._closing.pop(profile, None)
+            return
         try:
             await self._close(window, now)
             self._close_failed.pop(profile, None)
         except Exception as exc:
+            self.close_failures += 1
             attempts = self._close_failed.setdefault(profile, CloseAttempts())
             attempts.failed(f"{type(exc).__name__}: {exc}", time.monotonic(),
                             self.config.close_retry_first_s)
             if attempts.failures >= self.config.close_attempts:
                 log.error("closing the window of %s failed %d times, giving up: %s",
                           profile, attempts.failures, attempts.last_error)
-                await self._fail(window, attempts)
+                await self._fail(window, f"the model could not be written after "
+                                         f"{attempts.failures} attempts: {attempts.last_error}")
             else:
                 # A model that cannot be rendered or delivered must not stop the other
                 # windows from closing; one line per attempt, the traceback once.
@@ -379,16 +409,18 @@ class PipelineWorker:
         finally:
             self._closing.pop(profile, None)
 
-    async def _fail(self, window: Window, attempts: CloseAttempts) -> None:
+    async def _fail(self, window: Window, reason: str) -> None:
+        """End the window without a model; its status (and the policy's) says why."""
         profile = window.profile
+        self.windows_failed += 1
         self.ingestor.mark_failed(profile, time.time_ns())
         self.windows_table[profile.encode()] = orjson.dumps(window.to_json())
         self._close_failed.pop(profile, None)
+        counts = {"events": window.events, "droppedOutside": window.dropped_outside,
+                  "droppedLate": window.dropped_late}
         await self.status_topic.send(
             key=profile.encode(),
-            value=make_status(profile, PHASE_FAILED,
-                              message=f"the model could not be written after "
-                                      f"{attempts.failures} attempts: {attempts.last_error}",
+            value=make_status(profile, PHASE_FAILED, counts=counts, message=reason,
                               source=self.config.app_id),
         )
 
@@ -498,7 +530,12 @@ class PipelineWorker:
     def run(self, loglevel: str = "info") -> None:
         """Run the worker until SIGINT/SIGTERM."""
         worker = faust.Worker(self.app, loglevel=loglevel, override_logging=False)
-        worker.execute_from_commandline()
+        server = worker_metrics(self).serve(self.config.metrics_port)
+        try:
+            worker.execute_from_commandline()
+        finally:
+            if server is not None:
+                server.stop()
 
 
 def model_message(document: dict[str, Any], resource: dict[str, str] | None,
@@ -533,3 +570,70 @@ def _sink_deliverer(url: str | None) -> Deliver | None:
     from armorflow.pipeline.deliver import SinkDeliverer
 
     return SinkDeliverer(url)
+
+
+# --- metrics and probes (armorflow.metrics) -----------------------------------------------
+
+#: The timer runs every tick_s; this many ticks missed and the event loop is stuck.
+STALLED_TICKS = 30
+
+
+def worker_metrics(worker: PipelineWorker) -> ComponentMetrics:
+    """The worker's counters and gauges, liveness (the timer ticks) and readiness
+    (recovered and not rebalancing: a worker with no partitions is ready too, idle)."""
+    prefix = "armorflow_pipeline"
+    limit_s = max(60.0, STALLED_TICKS * worker.config.tick_s)
+    return (
+        ComponentMetrics()
+        .counters(SnapshotCollector(prefix, one(worker.ingestor.stats.as_dict)))
+        .counters(SnapshotCollector(prefix, one(lambda: _worker_counters(worker))))
+        .counters(SnapshotCollector(prefix, one(lambda: _worker_gauges(worker)),
+                                    gauges=frozenset(WORKER_GAUGES)))
+        .liveness(stalled("the pipeline's timer", lambda: time.monotonic() - worker.last_tick,
+                          limit_s))
+        .readiness(lambda: _worker_unready(worker))
+    )
+
+
+WORKER_GAUGES = ("windows_open", "windows_closing", "windows_retrying", "held_events",
+                 "held_profiles", "models_in_memory", "source_partitions")
+
+
+def _worker_counters(worker: PipelineWorker) -> dict[str, int]:
+    return {"windows_closed": len(worker.closed), "close_failures": worker.close_failures,
+            "windows_failed": worker.windows_failed,
+            "offset_regressions": worker.offset_regressions}
+
+
+def _worker_gauges(worker: PipelineWorker) -> dict[str, int]:
+    # Read from the metrics thread: list() copies each dict in one step.
+    windows = list(worker.ingestor.windows.values())
+    held = list(worker.ingestor.pending.values())
+    try:
+        assigned = [tp for tp in worker.app.consumer.assignment()
+                    if tp.topic in EVENT_TOPICS or tp.topic == CONTROL_TOPIC]
+    except Exception:  # no consumer before the worker started
+        assigned = []
+    return {
+        "windows_open": sum(1 for w in windows if w.state is WindowState.OPEN),
+        "windows_closing": len(worker._closing),
+        "windows_retrying": len(worker._close_failed),
+        "held_events": sum(len(h.events) for h in held),
+        "held_profiles": len(held),
+        "models_in_memory": len(worker.ingestor.models),
+        # The partitions of the source topics this worker owns (its share of profiles).
+        "source_partitions": len(assigned),
+    }
+
+
+def _worker_unready(worker: PipelineWorker) -> list[str]:
+    app = worker.app
+    recovery = getattr(app.tables, "recovery", None)
+    problems = []
+    if recovery is None or not recovery.completed.is_set():
+        problems.append("not started: joining the group or recovering the tables")
+    if app.rebalancing:
+        problems.append("rebalancing")
+    if getattr(app, "in_recovery", False):
+        problems.append("recovering the tables from their changelogs")
+    return problems

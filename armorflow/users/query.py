@@ -369,7 +369,8 @@ def query(
         str,
         typer.Option("--from", help="A recording FILE, topic:KIND[,KIND] or topics:all."),
     ] = "topics:all",
-    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = (
+    fmt: Annotated[OutputFormat, typer.Option(
+        "--output", "-o", "--format", help="Output format.")] = (
         OutputFormat.table
     ),
     engine: Annotated[

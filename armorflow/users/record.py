@@ -24,7 +24,7 @@ from typing import IO, Annotated
 import orjson
 import typer
 
-from armorflow.cliopts import BootstrapOpt, KafkaOpt
+from armorflow.cliopts import BootstrapOpt, KafkaOpt, kafka_settings
 from armorflow.config import KafkaSettings
 from armorflow.events import Event, Rejects, open_recording
 from armorflow.signals import on_stop
@@ -254,7 +254,7 @@ def record(
         raise typer.BadParameter(str(exc), param_hint="--topics") from None
     except TimeSpecError as exc:
         raise typer.BadParameter(str(exc), param_hint="--until") from None
-    settings = KafkaSettings.from_env(bootstrap_servers, kafka_option)
+    settings = kafka_settings(bootstrap_servers, kafka_option)
     with event_progress("msg", enabled=progress) as bar:
         task = bar.add_task("recording", total=None)
 

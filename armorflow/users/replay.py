@@ -24,7 +24,7 @@ from typing import Annotated
 
 import typer
 
-from armorflow.cliopts import BootstrapOpt, KafkaOpt
+from armorflow.cliopts import BootstrapOpt, KafkaOpt, kafka_settings
 from armorflow.config import KafkaSettings
 from armorflow.events import Rejects
 from armorflow.kafka import DeliveryError, EventProducer
@@ -167,6 +167,26 @@ def replay_file(
     )
 
 
+#: A recording whose newest event is older than this, replayed without --rebase-ts, is
+#: said to miss a window opened now.
+STALE_AFTER_S = 60.0
+
+
+def stale_warning(result: ReplayResult, started_ns: int, *, rebased: bool) -> str:
+    """One line when every replayed event is stamped well before the replay started: a
+    modeling window opened now would count them all as outside it, and end without a
+    model. Empty when the timestamps are fine or were rebased."""
+    if rebased or result.last_ts is None or not result.published:
+        return ""
+    age_s = (started_ns - result.last_ts) / 1e9
+    if age_s <= STALE_AFTER_S:
+        return ""
+    return (f"warning: the newest replayed event is stamped {age_s / 3600:.1f} h before now; "
+            "a window opened now counts every event as outside it (no model is written): "
+            "replay with --rebase-ts now, or open the window at the recording's time "
+            "(armorflow window start --start-ts)")
+
+
 def replay(
     recording: Annotated[
         Path,
@@ -206,8 +226,9 @@ def replay(
         speed=parse_speed(speed), rebase_to_ns=rebase, profile=profile,
         only_profiles=frozenset(only_profile) if only_profile else None,
     )
-    settings = KafkaSettings.from_env(bootstrap_servers, kafka_option)
+    settings = kafka_settings(bootstrap_servers, kafka_option)
     total = count_lines(recording)
+    started_ns = time.time_ns()
     with event_progress("events", enabled=progress) as bar:
         task = bar.add_task("replaying", total=total)
 
@@ -228,6 +249,9 @@ def replay(
         typer.echo(f"left out {result.filtered:,} event(s) of other profiles")
     if result.shift_ns:
         typer.echo(f"timestamps shifted by {result.shift_ns / 1e9:+.3f} s")
+    stale = stale_warning(result, started_ns, rebased=rebase is not None)
+    if stale:
+        typer.echo(stale, err=True)
     if result.rejects.count:
         typer.echo(f"rejected {result.rejects.count:,} line(s):")
         for sample in result.rejects.samples:

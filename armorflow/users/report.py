@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
@@ -21,6 +22,7 @@ from armorflow.events import KINDS, Rejects
 from armorflow.model import BehaviourModel
 from armorflow.render import ProfileNameError, render_apparmor, render_seccomp, seccomp_json
 from armorflow.users.recording import RecordingReport, read_recording
+from armorflow.users.review import Flag, ModelDiff, diff_models, sensitive_rules
 
 if TYPE_CHECKING:
     from armorflow.pipeline.classifier.guard import Refusal
@@ -64,6 +66,21 @@ class RenderedModel:
     origins: list[GlobOrigin] = field(default_factory=list)
     #: Rules kept literal because the safety policy refused the glob proposed for them.
     refusals: list[Refusal] = field(default_factory=list)
+    #: Rules that reach sensitive places or powers: a human looks before enforcing.
+    flags: list[Flag] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "profile": self.named.name, "source": str(self.named.source),
+            "counts": self.counts, "apparmor": self.apparmor, "render_error": self.render_error,
+            "seccomp_allowed": self.seccomp_allowed,
+            "globs": [{"pattern": o.pattern, "example": o.example, "made_by": o.describe()}
+                      for o in self.origins],
+            "kept_literal": [{"kind": f.kind, "kept": f.kept, "perms": f.perms,
+                              "refused_glob": f.glob, "proposed_by": f.via,
+                              "safety_rule": f.rule.name} for f in self.refusals],
+            "sensitive": [flag.to_json() for flag in self.flags],
+        }
 
     def seccomp_summary(self) -> str:
         observed = sorted(self.named.model.syscalls)
@@ -157,7 +174,9 @@ def render_model(named: NamedModel) -> RenderedModel:
 
     model = named.model
     profile = render_seccomp(model)
-    allowed = [name for rule in profile["syscalls"] for name in rule["names"]]
+    # Allowed outright or under an argument filter; the ERRNO rules (clone3) are denials.
+    allowed = sorted({name for rule in profile["syscalls"]
+                      if rule.get("action") == "SCMP_ACT_ALLOW" for name in rule["names"]})
     try:
         apparmor: str | None = render_apparmor(named.name, model).text
         error = None
@@ -165,8 +184,9 @@ def render_model(named: NamedModel) -> RenderedModel:
         apparmor, error = None, f"no AppArmor profile: {exc}"
     classifier = load_default()
     return RenderedModel(named, model.counts(), apparmor, seccomp_json(profile),
-                         sorted(allowed), error, model_origins(model, classifier),
-                         refused_collapses(model, classifier.collapse))
+                         allowed, error, model_origins(model, classifier),
+                         refused_collapses(model, classifier.collapse),
+                         sensitive_rules(model))
 
 
 def summarise_events(path: Path, bins: int = TIMELINE_BINS) -> EventSummary:
@@ -298,6 +318,13 @@ def html_report(rendered: list[RenderedModel], events: EventSummary | None = Non
         "<h1>armorflow behaviour model report</h1>",
         f"<p>{len(rendered)} model(s).</p>",
     ]
+    if len(rendered) > 1:
+        out.append('<nav id="index"><h2>Profiles</h2><ul>')
+        for i, r in enumerate(rendered):
+            flagged = f" ({len(r.flags)} to review)" if r.flags else ""
+            out.append(f'<li><a href="#model-{i}">{html.escape(r.named.name)}</a>'
+                       f"{html.escape(flagged)}</li>")
+        out.append("</ul></nav>")
     if events is not None:
         out.append('<section id="events"><h2>Recorded events</h2>')
         items = [(k, events.by_kind[k]) for k in KINDS if events.by_kind.get(k)]
@@ -308,13 +335,20 @@ def html_report(rendered: list[RenderedModel], events: EventSummary | None = Non
         if events.rejects.count:
             out.append(f'<p class="muted">{events.rejects.count} bad line(s) skipped.</p>')
         out.append("</section>")
-    for r in rendered:
+    for i, r in enumerate(rendered):
         name = html.escape(r.named.name)
-        out.append(f'<section class="model"><h2>Profile <code>{name}</code></h2>')
+        out.append(f'<section class="model" id="model-{i}"><h2>Profile <code>{name}</code>'
+                   "</h2>")
         out.append(f'<p class="muted">from {html.escape(str(r.named.source))}</p>')
         out.append(_table(["section", "entries"],
                           [[k, str(v)] for k, v in r.counts.items()], numeric={1}))
         out.append(bar_chart_svg(list(r.counts.items()), "Entries per section"))
+        out.append("<h3>Rules to review before enforcing</h3>")
+        if r.flags:
+            out.append(_table(["kind", "rule", "why"],
+                              [[f.kind, f.rule, f.why] for f in r.flags]))
+        else:
+            out.append('<p class="muted">no rule reaches a sensitive place or power</p>')
         out.append("<h3>Collapsed by the classifier (before &rarr; after)</h3>")
         collapsed = sorted(r.named.model.collapsed.items())
         if collapsed:
@@ -373,6 +407,9 @@ def print_report(rendered: list[RenderedModel], events: EventSummary | None) -> 
         console.print(f"globs and what made them: {len(r.origins)}")
         for origin in r.origins:
             console.print(f"  {origin.pattern}: {origin.describe()}", markup=False)
+        console.print(f"rules to review before enforcing: {len(r.flags)}")
+        for flag in r.flags:
+            console.print(f"  [{flag.kind}] {flag.rule}: {flag.why}", markup=False)
         console.print(f"kept literal by the safety policy: {len(r.refusals)} rule(s)")
         for refused in r.refusals:
             console.print(f"  {refused.describe()}", markup=False)
@@ -386,10 +423,16 @@ def print_report(rendered: list[RenderedModel], events: EventSummary | None) -> 
         console.print(", ".join(r.seccomp_allowed), markup=False, soft_wrap=False)
 
 
+class ReportFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 def report(
-    model_path: Annotated[
-        Path,
-        typer.Argument(metavar="MODEL_OR_DIR", help="A model JSON file or a directory of them."),
+    model_paths: Annotated[
+        list[Path],
+        typer.Argument(metavar="MODEL_OR_DIR...",
+                       help="Model JSON files or directories of them."),
     ],
     html_out: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
@@ -399,15 +442,24 @@ def report(
         typer.Option(exists=True, dir_okay=False,
                      help="A recording: chart its events per kind over the window."),
     ] = None,
+    output: Annotated[ReportFormat, typer.Option(
+        "--output", "-o", help="text for people, json for tools.")] = ReportFormat.text,
+    diff: Annotated[bool, typer.Option(
+        "--diff", help="Compare two models (BEFORE AFTER): entries added, removed, "
+                       "changed. Exit status 1 when they differ.")] = False,
 ) -> None:
-    """Summarise behaviour models: entries per section, rules, what was collapsed."""
+    """Summarise behaviour models: entries per section, rules to review, what was collapsed
+    and why; or, with --diff, what changed between two models."""
     skipped: list[str] = []
     try:
-        models = load_models(model_path, skipped)
+        models = [m for path in model_paths for m in load_models(path, skipped)]
     except ReportInputError as exc:
         raise typer.BadParameter(str(exc), param_hint="MODEL_OR_DIR") from None
     for reason in skipped:
         typer.echo(f"skipped {reason}", err=True)
+    if diff:
+        _report_diff(models, output)
+        return
     rendered = [render_model(m) for m in models]
     summary = summarise_events(events) if events is not None else None
     if summary is not None and summary.rejects.count:
@@ -415,7 +467,30 @@ def report(
     if summary is not None and summary.recording is not None:
         for note in summary.recording.notes("summarised what was read"):
             typer.echo(note, err=True)
-    print_report(rendered, summary)
+    if output is ReportFormat.json:
+        typer.echo(orjson.dumps({"models": [r.to_json() for r in rendered]},
+                                option=orjson.OPT_INDENT_2).decode())
+    else:
+        print_report(rendered, summary)
     if html_out is not None:
         html_out.write_text(html_report(rendered, summary), encoding="utf-8")
-        typer.echo(f"wrote {html_out}")
+        typer.echo(f"wrote {html_out}", err=output is ReportFormat.json)
+
+
+def _report_diff(models: list[NamedModel], output: ReportFormat) -> None:
+    if len(models) != 2:
+        raise typer.BadParameter(f"--diff compares two models; {len(models)} given",
+                                 param_hint="MODEL_OR_DIR")
+    before, after = models
+    changes: ModelDiff = diff_models(before.model, after.model)
+    if output is ReportFormat.json:
+        typer.echo(orjson.dumps({"before": str(before.source), "after": str(after.source),
+                                 **changes.to_json()}, option=orjson.OPT_INDENT_2).decode())
+    else:
+        typer.echo(f"--- {before.source}\n+++ {after.source}")
+        for line in changes.lines():
+            typer.echo(line)
+        typer.echo(f"{len(changes.added)} added, {len(changes.removed)} removed, "
+                   f"{len(changes.changed)} changed")
+    if not changes.same:
+        raise typer.Exit(1)

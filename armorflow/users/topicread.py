@@ -23,7 +23,7 @@ from confluent_kafka import (
 
 from armorflow.config import KafkaSettings
 from armorflow.events import KINDS, Event, Rejects
-from armorflow.kafka import decode_events
+from armorflow.kafka import CONSUMER_QUEUE, decode_events
 from armorflow.topics import EVENT_TOPICS, event_topic
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class TopicReader:
                     "enable.auto.commit": False,
                     "enable.partition.eof": False,
                     "auto.offset.reset": "earliest" if self.from_beginning else "latest",
+                    **CONSUMER_QUEUE,
                 }
             )
         )

@@ -51,6 +51,7 @@ class WorkerProcess:
             [ARMORFLOW, "pipeline", "-b", self.broker.bootstrap_servers, "--app-id", self.app_id,
              "--grace-s", str(self.grace_s), "--loglevel", "info",
              "--instance-id", self.instance,
+             *(["--fetch-pacing"] if self.broker.impl == "noida" else []),
              "--data-dir", str(self.workdir / f"data-{self.app_id}-{self.n}"), *self.extra],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )

@@ -44,8 +44,118 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.broker.embedded.enabled -}}
 {{- printf "%s-broker.%s.svc:%d" (include "armorflow.fullname" .) .Release.Namespace (int .Values.broker.embedded.port) -}}
 {{- else -}}
-{{- required "kafka.bootstrapServers is required (or set broker.embedded.enabled=true)" .Values.kafka.bootstrapServers -}}
+{{- required "kafka.bootstrapServers is required: the address of your Kafka (host:port[,host:port]), or set broker.embedded.enabled=true" (.Values.kafka.bootstrapServers | trim) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The chart's default Kafka address: Strimzi's quick-start cluster, an example. */}}
+{{- define "armorflow.kafkaPlaceholder" -}}
+my-cluster-kafka-bootstrap.kafka.svc:9092
+{{- end -}}
+
+{{/* "true" when Kafka is the untouched example address (NOTES.txt warns about it). */}}
+{{- define "armorflow.kafkaIsPlaceholder" -}}
+{{- if and (not .Values.broker.embedded.enabled) (eq (.Values.kafka.bootstrapServers | trim) (include "armorflow.kafkaPlaceholder" .)) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+The port of /metrics, /healthz and /readyz (armorflow/metrics.py) of a component; 0: off.
+operator.healthPort is the operator's former setting and still wins for it.
+*/}}
+{{- define "armorflow.metricsPort" -}}
+{{- $port := .root.Values.metrics.port -}}
+{{- if and (eq .component "operator") .root.Values.operator.healthPort -}}
+{{- $port = .root.Values.operator.healthPort -}}
+{{- end -}}
+{{- int $port -}}
+{{- end -}}
+
+{{/* Pod annotations for Prometheus' usual kubernetes-pods scrape job (docs/deploy.md). */}}
+{{- define "armorflow.metricsAnnotations" -}}
+{{- $port := include "armorflow.metricsPort" . | int -}}
+{{- if and $port .root.Values.metrics.podAnnotations -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ $port | quote }}
+prometheus.io/path: /metrics
+{{- end -}}
+{{- end -}}
+
+{{/* The container's --metrics-port argument (a list item), nothing when metrics are off. */}}
+{{- define "armorflow.metricsArg" -}}
+{{- $port := include "armorflow.metricsPort" . | int -}}
+{{- if $port }}
+- --metrics-port={{ $port }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Port and probes of a component: liveness on /healthz (its loops turn), readiness on
+/readyz (it reached Kafka...); with "startup" a startup probe gives it up to five minutes
+first (the agent compiles its eBPF programs, the pipeline recovers its tables).
+Pass (dict "root" $ "component" "agent" "startup" true).
+*/}}
+{{- define "armorflow.probes" -}}
+{{- $port := include "armorflow.metricsPort" . | int -}}
+{{- if $port }}
+ports:
+  - name: metrics
+    containerPort: {{ $port }}
+    protocol: TCP
+{{- if .startup }}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: metrics
+  periodSeconds: 5
+  failureThreshold: 60
+{{- end }}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: metrics
+  {{- if not .startup }}
+  initialDelaySeconds: 10
+  {{- end }}
+  periodSeconds: 15
+  timeoutSeconds: 5
+  failureThreshold: 4
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: metrics
+  periodSeconds: 10
+  timeoutSeconds: 5
+{{- end -}}
+{{- end -}}
+
+{{/*
+An init container that waits until every topic exists with its partitions (created by
+the topics Job, or by whoever runs Kafka when kafka.createTopics=false): a component
+started before them would fail, or have them auto-created with one partition, which
+breaks the co-partitioning of profiles. A pod stuck in Init says why in its log.
+*/}}
+{{- define "armorflow.waitForTopics" -}}
+- name: wait-for-topics
+  image: {{ include "armorflow.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args: [topics, --wait=0]
+  env:
+    {{- include "armorflow.kafkaEnv" . | nindent 4 }}
+  resources:
+    requests:
+      cpu: 10m
+      memory: 64Mi
+    limits:
+      cpu: 200m
+      memory: 128Mi
+  securityContext:
+    {{- include "armorflow.restrictedContainer" . | nindent 4 }}
+  {{- if .Values.kafka.tls.enabled }}
+  volumeMounts:
+    {{- include "armorflow.kafkaVolumeMounts" . | nindent 4 }}
+  {{- end }}
 {{- end -}}
 
 {{- define "armorflow.checks" -}}
