@@ -7,6 +7,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,15 @@ def apparmor_parser() -> str:
     if not Path(path).exists():
         pytest.fail("apparmor_parser missing: run make setup")
     return path
+
+
+@pytest.fixture(scope="module")
+def tracer() -> Iterator[Any]:
+    """The eBPF tracer, loaded once per test module (root: BPF)."""
+    from armorflow.agents.bpf import Tracer
+
+    if os.geteuid() != 0:
+        pytest.fail("the tracer tests need root (BPF)")
+    t = Tracer(node="test-node").start()
+    yield t
+    t.stop()

@@ -339,3 +339,45 @@ def test_operator_health_port_is_the_metrics_port() -> None:
     for flag in ("--health-port", "--metrics-port"):
         with command.make_context("operator", [flag, "8081"]) as ctx:
             assert ctx.params["metrics_port"] == 8081
+
+
+@pytest.mark.slow
+def test_deleted_windows_free_their_state_in_a_running_worker(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """#19: state follows the open windows. 3,000 windows with a model each, then a
+    delete for each: the worker holds no window and no model afterwards."""
+    from armorflow.control import make_control
+    from armorflow.events import make_event
+    from armorflow.kafka import EventProducer
+    from armorflow.topics import CONTROL_TOPIC
+
+    port = free_port()
+    worker = WorkerProcess(broker, unique("many-app"), tmp_path,
+                           extra=["--metrics-port", str(port)]).start()
+    try:
+        assert worker.proc is not None
+        wait_for("the worker's /readyz", lambda: get(port, "/readyz")[0] == 200,
+                 timeout_s=90, interval_s=0.5, proc=worker.proc)
+        base = unique("many")
+        profiles = [f"{base}-{i}" for i in range(3_000)]
+        start = time.time_ns()
+        producer = EventProducer(broker.settings())
+        for p in profiles:
+            producer.produce_raw(CONTROL_TOPIC, p, make_control(
+                "start", p, duration_s=3600, start_ts=start).encode())
+        producer.publish_many(make_event("syscall", ts=start + 1, profile=p, name="read")
+                              for p in profiles)
+        producer.flush()
+        wait_for("3,000 models", lambda: reaches(
+            port, "armorflow_pipeline_models_in_memory", 3_000), timeout_s=120,
+            interval_s=1.0, proc=worker.proc)
+        for p in profiles:
+            producer.produce_raw(CONTROL_TOPIC, p, make_control("delete", p).encode())
+        producer.flush()
+        wait_for("every window forgotten", lambda: reaches(
+            port, "armorflow_pipeline_windows_open", 0) and reaches(
+            port, "armorflow_pipeline_models_in_memory", 0), timeout_s=120,
+            interval_s=1.0, proc=worker.proc)
+    finally:
+        worker.stop()

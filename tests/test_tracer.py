@@ -26,15 +26,6 @@ pytestmark = [pytest.mark.root]
 SHELL_DEMO = "cat /etc/hostname; id; ls /tmp; unshare -Un id || true"
 
 
-@pytest.fixture(scope="module")
-def tracer() -> Iterator[Tracer]:
-    if os.geteuid() != 0:
-        pytest.fail("the tracer tests need root (BPF)")
-    t = Tracer(node="test-node").start()
-    yield t
-    t.stop()
-
-
 def run_traced(
     tracer: Tracer, argv: list[str], profile: str, timeout_s: float = 60.0
 ) -> tuple[list[Event], LocalContainer]:

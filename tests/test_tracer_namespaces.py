@@ -5,7 +5,6 @@ it never asked for (the filter applied with libseccomp, as a runtime does)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ from support.seccomp_apply import apply_seccomp_and_exec
 from test_tracer import of_kind, run_traced
 
 pytestmark = [pytest.mark.root]
-
-
-@pytest.fixture(scope="module")
-def tracer() -> Iterator[Tracer]:
-    if os.geteuid() != 0:
-        pytest.fail("the tracer tests need root (BPF)")
-    t = Tracer(node="test-node").start()
-    yield t
-    t.stop()
 
 
 @pytest.fixture(scope="module")

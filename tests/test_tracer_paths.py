@@ -10,7 +10,6 @@ path socket ``rw``, binding one creates it (``w``). A directory's name ends in `
 
 from __future__ import annotations
 
-import os
 import shutil
 import textwrap
 from collections.abc import Iterator
@@ -30,15 +29,6 @@ pytestmark = [pytest.mark.root]
 
 #: NUL-free names that quote, glob, brace and break lines.
 HOSTILE = ['sp ace', 'q"uote', 'st*ar', 'br{a,b}ce', 'new\nline']
-
-
-@pytest.fixture(scope="module")
-def tracer() -> Iterator[Tracer]:
-    if os.geteuid() != 0:
-        pytest.fail("the tracer tests need root (BPF)")
-    t = Tracer(node="test-node").start()
-    yield t
-    t.stop()
 
 
 @pytest.fixture

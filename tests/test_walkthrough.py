@@ -4,6 +4,7 @@ a wait for the window to close before the last command."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -12,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 
 from armorflow.broker import free_port
@@ -53,19 +53,27 @@ def test_the_five_command_walkthrough_works_as_written(tmp_path: Path) -> None:
            "ARMORFLOW_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}
     wait = ("for i in $(seq 120); do [ -e out/varmor/my-app.model.json ] && break; "
             "sleep 1; done")
-    shell = subprocess.Popen(
-        ["bash", "-c", "set -e\n" + "\n".join(setup) + f"\n{wait}\n{report}\n"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True, text=True)
-    try:
-        out, err = shell.communicate(timeout=240)
-    finally:
-        os.killpg(shell.pid, signal.SIGTERM)  # the broker and the worker of steps 1-2
-        time.sleep(1)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(shell.pid, signal.SIGKILL)
+    # Files, not pipes: the broker and the worker run on in the background and would
+    # hold a pipe open after the shell is done.
+    out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
+    with out_path.open("w") as out_file, err_path.open("w") as err_file:
+        shell = subprocess.Popen(
+            ["bash", "-c", "set -e\n" + "\n".join(setup) + f"\n{wait}\n{report}\n"],
+            cwd=tmp_path, env=env, stdout=out_file, stderr=err_file,
+            start_new_session=True, text=True)
+        try:
+            shell.wait(timeout=240)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(shell.pid, signal.SIGTERM)  # the broker and worker of steps 1-2
+            time.sleep(1)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(shell.pid, signal.SIGKILL)
+    out, err = out_path.read_text(), err_path.read_text()
     assert shell.returncode == 0, err[-3000:]
-    doc = orjson.loads(out[out.index("{"):])
+    # the broker's and the worker's lines share stdout with the report
+    start = out.index('{\n  "models"')
+    doc, _end = json.JSONDecoder().raw_decode(out[start:])
     (model,) = doc["models"]
     assert model["profile"] == "my-app"
     assert "/etc/hostname r," in model["apparmor"] and "bin/ls ix," in model["apparmor"]
