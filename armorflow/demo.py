@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from confluent_kafka import Consumer
 from armorflow.broker import EmbeddedBroker
 from armorflow.control import PHASE_COMPLETED, PolicyRef, make_control
 from armorflow.kafka import EventProducer
+from armorflow.signals import stop_process_group
 from armorflow.topics import CONTROL_TOPIC, MODELS_TOPIC, STATUS_TOPIC
 
 PROFILE = "varmor-cluster-varmor-demo-4"
@@ -64,13 +64,7 @@ def _worker(broker: EmbeddedBroker, workdir: Path, sink_dir: Path) -> Iterator[P
             time.sleep(0.2)
         yield log_path
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_group(proc)
 
 
 def _wait_for_model(broker: EmbeddedBroker, timeout_s: float) -> dict[str, Any]:

@@ -8,7 +8,9 @@ leaves the process as it found it.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,3 +41,16 @@ def stop_requested() -> Iterator[threading.Event]:
     event = threading.Event()
     with on_stop(lambda _signum: event.set()):
         yield event
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    """SIGTERM the child's process group (started with ``start_new_session``), SIGKILL it
+    if it is not gone within ``timeout_s``; nothing if it already exited."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

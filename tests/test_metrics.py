@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from armorflow.cli import app
 from armorflow.counters import CounterSet
 from armorflow.metrics import ComponentMetrics, SnapshotCollector, one
 from armorflow.pipeline.ingest import IngestStats
+from armorflow.signals import stop_process_group
 from armorflow.topics import CONTROL_TOPIC, event_topic
 from support.kube import KubeEmulator, kube_emulator
 from support.pipeline import WorkerProcess, control, unique
@@ -92,13 +92,7 @@ def process(args: list[str], log: Path, env: dict[str, str] | None = None
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_group(proc)
         print(log.read_text(errors="replace")[-4000:])  # shown when the test failed
 
 
@@ -343,7 +337,7 @@ def test_operator_health_port_is_the_metrics_port() -> None:
 
 @pytest.mark.slow
 def test_deleted_windows_free_their_state_in_a_running_worker(
-    broker: EmbeddedBroker, tmp_path: Path
+    fresh_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     """#19: state follows the open windows. 3,000 windows with a model each, then a
     delete for each: the worker holds no window and no model afterwards."""
@@ -352,8 +346,9 @@ def test_deleted_windows_free_their_state_in_a_running_worker(
     from armorflow.kafka import EventProducer
     from armorflow.topics import CONTROL_TOPIC
 
+
     port = free_port()
-    worker = WorkerProcess(broker, unique("many-app"), tmp_path,
+    worker = WorkerProcess(fresh_broker, unique("many-app"), tmp_path,
                            extra=["--metrics-port", str(port)]).start()
     try:
         assert worker.proc is not None
@@ -362,7 +357,7 @@ def test_deleted_windows_free_their_state_in_a_running_worker(
         base = unique("many")
         profiles = [f"{base}-{i}" for i in range(3_000)]
         start = time.time_ns()
-        producer = EventProducer(broker.settings())
+        producer = EventProducer(fresh_broker.settings())
         for p in profiles:
             producer.produce_raw(CONTROL_TOPIC, p, make_control(
                 "start", p, duration_s=3600, start_ts=start).encode())
