@@ -171,3 +171,20 @@ def test_repeats_are_sent_once_and_hostile_names_stay_literal(
         assert (pattern, "", True) in model.files or (pattern, "", False) in model.files
         for other in HOSTILE:
             assert matches(pattern, f"{work}/{other}/") == (other == name)
+
+
+def test_a_directory_gone_before_its_record_is_read_keeps_its_slash(
+    tracer: Tracer, work: Path
+) -> None:
+    # chmod's record names a directory the kernel has not looked at; the agent looks at
+    # it when the record arrives, and by then rmdir has removed it. What mkdir's record
+    # said of the name decides: still a directory, still the creator's.
+    program = (f"import os\nfor i in range(1, 301):\n    d = {str(work)!r} + f'/d{{i}}'\n"
+               f"    os.mkdir(d); os.chmod(d, 0o700); os.rmdir(d)\n")
+    events, box = run_traced(tracer, ["python3", "-c", program], "paths-gone")
+    assert box.poll() == 0
+    files = [e for e in of_kind(events, "file") if e["path"].startswith(f"{work}/d")]
+    assert files, "no events"
+    assert [e["path"] for e in files if not e["path"].endswith("/")] == []
+    assert [e["path"] for e in files if not e["owner"]] == []
+    assert {e["path"] for e in files} == {f"{work}/d{i}/" for i in range(1, 301)}

@@ -39,6 +39,9 @@ from armorflow.agents.bpf.records import (
     CNT_OBSERVED,
     CNT_TRUNCATED,
     CNT_UNMEDIATED,
+    EV_FILE,
+    FLAG_NAMED,
+    Record,
     RecordError,
     decode,
 )
@@ -51,6 +54,8 @@ log = logging.getLogger(__name__)
 _RETIRED_KEEP = 4096
 #: File events remembered to drop repeats the kernel does not recognise (long names).
 SEEN_OPENS_LIMIT = 65536
+#: Names a target operated on, remembered with what they were (directory, owner).
+NAMES_SEEN_LIMIT = 65536
 
 
 @dataclass
@@ -103,6 +108,11 @@ class Tracer:
         #: (target, path, perms, owner, old_path) of the file events handed out, most
         #: recent last.
         self._seen_opens: OrderedDict[tuple[int, str, str, object, object], None] = OrderedDict()
+        #: (target, name without trailing slash) -> (was a directory, owner uid or -1) as
+        #: last reported. A short ``mkdir d; chmod 700 d; rmdir d`` has removed ``d``
+        #: before chmod's record is read, so looking at the name finds nothing; what
+        #: mkdir's record said of it still holds.
+        self._names_seen: OrderedDict[tuple[int, str], tuple[bool, int]] = OrderedDict()
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC; events carry wall-clock ns.
         self._clock_offset = time.time_ns() - time.monotonic_ns()
 
@@ -228,7 +238,21 @@ class Tracer:
             _mntns, pid = self._target_keys.get(target_id, (None, None))
             if pid is not None and pid != tgid:
                 found = inspect_in_root(pid, path)
+        if found is None:
+            found = self._names_seen.get((target_id, path))
         return found
+
+    def _remember_names(self, record: Record, events: list[Event]) -> None:
+        """Keep what the events of an operation on names said of each name."""
+        fsuid = record.args[2] >> 32
+        seen = self._names_seen
+        for event in events:
+            path = event["path"]
+            key = (record.target, path.rstrip("/") or "/")
+            seen[key] = (path.endswith("/"), fsuid if event.get("owner") else -1)
+            seen.move_to_end(key)
+        while len(seen) > NAMES_SEEN_LIMIT:
+            seen.popitem(last=False)
 
     def _resolve_peer(self, caller_tgid: int, ns_pid: int) -> int:
         """Target of the process the caller named ``ns_pid`` in its own pid namespace."""
@@ -254,6 +278,8 @@ class Tracer:
             self._stats.skipped[type(exc).__name__] += 1
             log.warning("undecodable record skipped: %s", exc)
             return 0
+        if record.kind == EV_FILE and record.flags & FLAG_NAMED:
+            self._remember_names(record, events)
         for event in events:
             if event["kind"] == "file" and self._repeated_open(record.target, event):
                 self._stats.skipped["repeated open"] += 1
