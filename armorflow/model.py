@@ -9,9 +9,11 @@ both the streaming and the offline path use.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import Any, Final
 
 import orjson
 
@@ -33,11 +35,77 @@ COLLAPSE_EXAMPLES = 3
 #: the cache's memory (a few MB) while keeping a busy workload's repeats to one lookup.
 SEEN_LIMIT = 4_096
 
+#: Sources a rule's provenance keeps: the smallest, so that keeping them stays a
+#: commutative, idempotent union like the rest of the model.
+PROVENANCE_SOURCES = 3
+
 FileKey = tuple[str, str, bool]  # (path pattern, old_path pattern or "", owner)
 NetworkKey = tuple[str, str, int]  # (family, sock_type, protocol)
 MountKey = tuple[str, str, str]  # (op, path pattern, fstype)
 #: One independent piece of a model: ("file", path, old_path, owner), ("syscall", name)...
 EntryKey = tuple[Any, ...]
+#: Where a rule came from: (first seen, ns since the epoch; the sources that made or
+#: widened it, each "node/namespace/pod/container", at most PROVENANCE_SOURCES).
+Provenance = tuple[int, tuple[str, ...]]
+#: An event's source: (node, namespace, pod, container).
+SourceKey = tuple[str, str, str, str]
+
+
+@dataclass(frozen=True)
+class OriginFields:
+    """How to read the provenance of an event: dicts and fast-decoded structs differ.
+    Both getters run at C speed (operator.itemgetter/attrgetter) on the hot path."""
+
+    source: Callable[[Any], SourceKey]
+    ts: Callable[[Any], int]
+
+    def of(self, item: Any) -> Provenance:
+        # Interned: a workload's thousands of rules share a handful of sources.
+        return self.ts(item), (sys.intern("/".join(self.source(item))),)
+
+
+#: Provenance of validated event dicts, and of the pipeline's fast-decoded structs.
+EVENT_ORIGIN: Final = OriginFields(itemgetter("node", "namespace", "pod", "container"),
+                                   itemgetter("ts"))
+STRUCT_ORIGIN: Final = OriginFields(attrgetter("node", "namespace", "pod", "container"),
+                                    attrgetter("ts"))
+
+
+def merge_provenance(have: Provenance | None, new: Provenance) -> Provenance:
+    """The earlier first-seen time and the smallest sources of both."""
+    if have is None and len(new[1]) <= 1:
+        return new
+    if have is None:
+        return new[0], tuple(sorted(set(new[1])))[:PROVENANCE_SOURCES]
+    sources = have[1] if set(new[1]) <= set(have[1]) else tuple(
+        sorted(set(have[1]) | set(new[1])))[:PROVENANCE_SOURCES]
+    return min(have[0], new[0]), sources
+
+
+def _first_origins(
+    items: Sequence[Any], behaviour_of: Callable[[Any], Any], origins: OriginFields,
+    new: set[tuple[Any, SourceKey]],
+) -> dict[Any, Provenance]:
+    """behaviour -> the provenance its new (behaviour, source) pairs give: the first
+    event of each pair, the earliest over its sources."""
+    pending = set(new)
+    out: dict[Any, Provenance] = {}
+    names: dict[SourceKey, str] = {}
+    source_of, ts_of = origins.source, origins.ts
+    for item in items:
+        behaviour, source = pair = (behaviour_of(item), source_of(item))
+        if pair not in pending:
+            continue
+        pending.discard(pair)  # the pair's later events are repeats
+        name = names.get(source)
+        if name is None:
+            name = names[source] = sys.intern("/".join(source))
+        have = out.get(behaviour)
+        origin = (ts_of(item), (name,))
+        out[behaviour] = origin if have is None else merge_provenance(have, origin)
+        if not pending:
+            break
+    return out
 
 
 def _perm_order(perms: Iterable[str]) -> list[str]:
@@ -63,8 +131,14 @@ class BehaviourModel:
     namespace_flags: dict[str, set[int]] = field(default_factory=dict)
     #: pattern -> up to COLLAPSE_EXAMPLES literal paths it replaced (report material).
     collapsed: dict[str, set[str]] = field(default_factory=dict)
+    #: entry -> where it came from (report material: not part of the model's identity,
+    #: since which event of many made a rule depends on arrival order).
+    provenance: dict[EntryKey, Provenance] = field(
+        default_factory=dict, repr=False, compare=False)
     #: Entries changed by :meth:`add` since the last :meth:`drain_dirty`.
     dirty: set[EntryKey] = field(default_factory=set, repr=False, compare=False)
+    #: The provenance of the behaviour being folded (set by add_behaviours).
+    _origin: Provenance | None = field(default=None, repr=False, compare=False)
     #: directory -> collapsed patterns of its children (see :meth:`learned_pattern`).
     _learned: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
     #: kind -> behaviours already folded in (a cache, emptied when it reaches SEEN_LIMIT).
@@ -80,9 +154,10 @@ class BehaviourModel:
             if kind in self.unhandled:
                 return changed
             self.unhandled.add(kind)
-            self.dirty.add(("unhandled", kind))
+            self._touch(("unhandled", kind), EVENT_ORIGIN.of(event))
             return True
-        return self.add_behaviours(event["profile"], kind, (behaviour_of(event),), path_of)
+        return self.add_events(event["profile"], kind, (event,), behaviour_of, EVENT_ORIGIN,
+                               path_of)
 
     def add_behaviours(
         self,
@@ -92,36 +167,96 @@ class BehaviourModel:
         path_of: PathMapper = escape_literal,
     ) -> bool:
         """Fold the behaviours (see :func:`~armorflow.events.behaviour_of`) of ``kind``
-        events of ``profile`` in; returns True when the model changed.
+        events of ``profile`` in, without provenance; returns True when the model changed.
 
-        This is the pipeline's hot path. A batch's behaviours are deduplicated first, and
-        those this model has folded before are skipped with one set difference (a bounded
-        cache: folding again would change nothing, the union being idempotent). Every entry
-        that changes is recorded in :attr:`dirty`, so that the streaming pipeline persists
-        only what changed.
+        A batch's behaviours are deduplicated first, and those this model has folded
+        before are skipped with one set difference (a bounded cache: folding again would
+        change nothing, the union being idempotent). Every entry that changes is recorded
+        in :attr:`dirty`, so that the streaming pipeline persists only what changed.
         """
         changed = self._add_profile(profile)
+        new = self._unseen(kind, set(behaviours))
+        return self._fold_new(kind, new, None, path_of) or changed
+
+    def add_events(
+        self,
+        profile: str,
+        kind: str,
+        items: Sequence[Any],
+        behaviour_of: Callable[[Any], Any],
+        origins: OriginFields,
+        path_of: PathMapper = escape_literal,
+    ) -> bool:
+        """Fold ``kind`` events of ``profile`` (dicts or fast-decoded structs) in, with the
+        provenance ``origins`` reads off them; returns True when the model changed.
+
+        This is the pipeline's hot path. The cache of what was folded holds (behaviour,
+        source) pairs: a replica doing what another did folds once more, and the entry's
+        provenance gains that source and the earlier time; a repeat from a known source
+        costs its share of one set difference. The first event of each new pair gives the
+        time: an agent sends a behaviour when it first happens.
+        """
+        changed = self._add_profile(profile)
+        pairs = zip(map(behaviour_of, items), map(origins.source, items), strict=True)
+        new = self._unseen(kind, set(pairs))
+        if not new:
+            return changed
+        provenance = _first_origins(items, behaviour_of, origins, new)
+        return self._fold_new(kind, provenance, provenance, path_of) or changed
+
+    def _unseen(self, kind: str, batch: set[Any]) -> set[Any]:
+        """The members of ``batch`` not folded before, now remembered as folded."""
         seen = self._seen.get(kind)
         if seen is None:
             seen = self._seen[kind] = set()
-        new = set(behaviours)
-        new.difference_update(seen)
-        if not new:
-            return changed
-        if len(seen) + len(new) > SEEN_LIMIT:
-            seen.clear()
-        seen.update(new)
+        batch.difference_update(seen)
+        if batch:
+            if len(seen) + len(batch) > SEEN_LIMIT:
+                seen.clear()
+            seen.update(batch)
+        return batch
+
+    def _fold_new(
+        self, kind: str, behaviours: Iterable[Any], provenance: dict[Any, Provenance] | None,
+        path_of: PathMapper,
+    ) -> bool:
+        changed = False
         fold = getattr(self, f"_fold_{kind}")
-        for behaviour in new:
+        for behaviour in behaviours:
+            self._origin = provenance[behaviour] if provenance is not None else None
             if fold(behaviour, path_of):
                 changed = True
+        self._origin = None
         return changed
+
+    def _touch(self, entry: EntryKey, origin: Provenance | None = None) -> None:
+        """Mark an entry changed, and note where the change came from."""
+        self.dirty.add(entry)
+        origin = origin or self._origin
+        if origin is not None:
+            self.note_provenance(entry, origin)
+
+    def _again(self, entry: EntryKey) -> None:
+        """An entry that did not change: the behaviour may still come from a new source."""
+        if self._origin is not None:
+            self.note_provenance(entry, self._origin)
+
+    def note_provenance(self, entry: EntryKey, origin: Provenance) -> None:
+        have = self.provenance.get(entry)
+        if have is None and len(origin[1]) <= 1:  # the common case: a new rule
+            self.provenance[entry] = origin
+            self.dirty.add(("origin", *entry))
+            return
+        merged = merge_provenance(have, origin)
+        if merged != have:
+            self.provenance[entry] = merged
+            self.dirty.add(("origin", *entry))
 
     def _add_profile(self, profile: str) -> bool:
         if profile in self.profiles:
             return False
         self.profiles.add(profile)
-        self.dirty.add(("profile", profile))
+        self._touch(("profile", profile))
         return True
 
     # One fold per kind: each tests membership before it adds, so that change detection
@@ -132,22 +267,25 @@ class BehaviourModel:
         changed = False
         if name not in self.syscalls:
             self.syscalls.add(name)
-            self.dirty.add(("syscall", name))
+            self._touch(("syscall", name))
             changed = True
+        else:
+            self._again(("syscall", name))
         if name in NAMESPACE_SYSCALLS:
             bits = namespace_bits(name, flags)
             seen = self.namespace_flags.setdefault(name, set())
             if bits not in seen:
                 seen.add(bits)
-                self.dirty.add(("nsflags", name, bits))
+                self._touch(("nsflags", name, bits))
                 changed = True
         return changed
 
     def _fold_capability(self, name: str, _path_of: PathMapper) -> bool:
         if name in self.capabilities:
+            self._again(("capability", name))
             return False
         self.capabilities.add(name)
-        self.dirty.add(("capability", name))
+        self._touch(("capability", name))
         return True
 
     def _fold_file(self, behaviour: tuple[str, str | None, bool, str], path_of: PathMapper) -> bool:
@@ -161,53 +299,61 @@ class BehaviourModel:
         if have is None:
             self.files[key] = set(perms)
         elif all(p in have for p in perms):
+            # Another name of a glob, or another replica: the rule stays, its
+            # provenance may gain a source.
+            self._again(("file", *key))
             return False
         else:
             have.update(perms)
-        self.dirty.add(("file", *key))
+        self._touch(("file", *key))
         return True
 
     def _fold_exec(self, literal: str, path_of: PathMapper) -> bool:
         path = self._pattern(literal, path_of, "x")
         if path in self.executions:
+            self._again(("exec", path))
             return False
         self.executions.add(path)
-        self.dirty.add(("exec", path))
+        self._touch(("exec", path))
         return True
 
     def _fold_network(self, behaviour: NetworkKey, _path_of: PathMapper) -> bool:
         if behaviour in self.networks:
+            self._again(("network", *behaviour))
             return False
         self.networks.add(behaviour)
-        self.dirty.add(("network", *behaviour))
+        self._touch(("network", *behaviour))
         return True
 
     def _fold_signal(self, behaviour: tuple[str, str, str], _path_of: PathMapper) -> bool:
         peer, direction, signal = behaviour
         dirs, sigs = self.signals.setdefault(peer, (set(), set()))
         if direction in dirs and signal in sigs:
+            self._again(("signal", peer))
             return False
         dirs.add(direction)
         sigs.add(signal)
-        self.dirty.add(("signal", peer))
+        self._touch(("signal", peer))
         return True
 
     def _fold_ptrace(self, behaviour: tuple[str, str], _path_of: PathMapper) -> bool:
         peer, mode = behaviour
         modes = self.ptraces.setdefault(peer, set())
         if mode in modes:
+            self._again(("ptrace", peer))
             return False
         modes.add(mode)
-        self.dirty.add(("ptrace", peer))
+        self._touch(("ptrace", peer))
         return True
 
     def _fold_mount(self, behaviour: tuple[str, str, str], path_of: PathMapper) -> bool:
         op, path, fstype = behaviour
         mount = (op, self._pattern(path, path_of, "w"), fstype)  # a mount replaces a path
         if mount in self.mounts:
+            self._again(("mount", *mount))
             return False
         self.mounts.add(mount)
-        self.dirty.add(("mount", *mount))
+        self._touch(("mount", *mount))
         return True
 
     def _pattern(self, literal: str, path_of: PathMapper, perms: str = "") -> str:
@@ -223,10 +369,10 @@ class BehaviourModel:
         allows = getattr(path_of, "allows", None)
         if allows is not None and not allows(pattern, perms):
             return escape_literal(literal)
-        self._record_example(pattern, literal)
+        self.record_example(pattern, literal)
         return pattern
 
-    def _record_example(self, pattern: str, literal: str) -> None:
+    def record_example(self, pattern: str, literal: str) -> None:
         examples = self.collapsed.get(pattern)
         if examples is None:
             examples = self.collapsed[pattern] = set()
@@ -271,9 +417,31 @@ class BehaviourModel:
                 learned = self.learned_pattern(literal, path)
                 if learned is not None and (allows is None or allows(learned, "".join(perms))):
                     target = learned
-                    self._record_example(learned, literal)
+                    self.record_example(learned, literal)
             folded.setdefault((target, old, owner), set()).update(perms)
         self.files = folded
+        self.remap_provenance()
+
+    def remap_provenance(self) -> None:
+        """Carry the provenance of file rules that a collapse replaced over to the rule
+        that replaced them (the one whose pattern matches the old literal name)."""
+        orphans = [e for e in self.provenance
+                   if e[0] == "file" and (e[1], e[2], e[3]) not in self.files]
+        if not orphans:
+            return
+        globs: dict[tuple[str, bool], list[str]] = {}
+        for path, old, owner in self.files:
+            if has_wildcard(path):
+                globs.setdefault((old, owner), []).append(path)
+        for entry in orphans:
+            origin = self.provenance.pop(entry)
+            literal = unescape_literal(entry[1])
+            for owner in (entry[3], not entry[3]):  # a glob may drop ``owner``
+                found = next((p for p in sorted(globs.get((entry[2], owner), ()))
+                              if matches(p, literal)), None)
+                if found is not None:
+                    self.note_provenance(("file", found, entry[2], owner), origin)
+                    break
 
     # --- entries: the model as independent key/value pairs (the pipeline's table rows) ----
 
@@ -294,6 +462,9 @@ class BehaviourModel:
             return [sorted(dirs), sorted(sigs)]
         if kind == "collapsed":
             return sorted(self.collapsed[entry[1]])
+        if kind == "origin":
+            first, sources = self.provenance[_origin_target(entry)]
+            return [first, list(sources)]
         return None
 
     def entries(self) -> Iterator[tuple[EntryKey, Any]]:
@@ -310,6 +481,7 @@ class BehaviourModel:
         keys += [("syscall", s) for s in self.syscalls]
         keys += [("nsflags", s, b) for s, bits in self.namespace_flags.items() for b in bits]
         keys += [("collapsed", c) for c in self.collapsed]
+        keys += [("origin", *k) for k in self.provenance]
         for key in keys:
             yield key, self.entry_value(key)
 
@@ -337,6 +509,10 @@ class BehaviourModel:
             self.mounts.add((entry[1], entry[2], entry[3]))
         elif kind == "nsflags":
             self.namespace_flags.setdefault(entry[1], set()).add(int(entry[2]))
+        elif kind == "origin":
+            target = _origin_target(entry)
+            origin = (int(value[0]), tuple(str(s) for s in value[1]))
+            self.provenance[target] = merge_provenance(self.provenance.get(target), origin)
         else:
             members = {
                 "profile": self.profiles,
@@ -369,6 +545,8 @@ class BehaviourModel:
         self.syscalls |= other.syscalls
         for name, bits in other.namespace_flags.items():
             self.namespace_flags.setdefault(name, set()).update(bits)
+        for entry, origin in other.provenance.items():
+            self.provenance[entry] = merge_provenance(self.provenance.get(entry), origin)
         for pattern, examples in other.collapsed.items():
             if pattern not in self.collapsed:
                 self._index_pattern(pattern)
@@ -499,12 +677,19 @@ class BehaviourModel:
             model.mounts.add((m["op"], m["path"], m.get("fstype", "")))
         return model
 
-    def to_dict(self) -> dict[str, Any]:
-        """The model document armorflow stores and publishes."""
-        return {
+    def to_dict(self, provenance: bool = True) -> dict[str, Any]:
+        """The model document armorflow stores and publishes; ``provenance`` lists, for
+        each rule, when it was first seen and which sources made it."""
+        doc: dict[str, Any] = {
             "dynamicResult": self.to_dynamic_result(),
             "collapsed": {k: sorted(v) for k, v in sorted(self.collapsed.items())},
         }
+        if provenance and self.provenance:
+            doc["provenance"] = [
+                {"entry": list(entry), "firstSeen": first, "sources": list(sources)}
+                for entry, (first, sources) in sorted(self.provenance.items(), key=_entry_order)
+            ]
+        return doc
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BehaviourModel:
@@ -512,11 +697,28 @@ class BehaviourModel:
         for pattern, examples in (data.get("collapsed") or {}).items():
             model.collapsed[pattern] = set(examples)
             model._index_pattern(pattern)
+        for row in data.get("provenance") or ():
+            entry = tuple(row["entry"])
+            origin = (int(row["firstSeen"]), tuple(str(s) for s in row.get("sources") or ()))
+            model.provenance[entry] = merge_provenance(model.provenance.get(entry), origin)
         return model
 
     def canonical_json(self) -> bytes:
-        """Byte-stable JSON: equal models give equal bytes."""
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_SORT_KEYS)
+        """Byte-stable JSON: equal models give equal bytes (provenance, which depends on
+        which of many events came first, is left out)."""
+        return orjson.dumps(self.to_dict(provenance=False), option=orjson.OPT_SORT_KEYS)
+
+
+def _origin_target(entry: EntryKey) -> EntryKey:
+    """The entry an ``("origin", ...)`` row is about (a file key's owner as a bool)."""
+    target = tuple(entry[1:])
+    if target and target[0] == "file" and len(target) == 4:
+        target = (*target[:3], bool(target[3]))
+    return target
+
+
+def _entry_order(item: tuple[EntryKey, Provenance]) -> bytes:
+    return orjson.dumps(list(item[0]))
 
 
 def reduce_events(

@@ -175,6 +175,15 @@ def test_html_report_renders_in_headless_chromium(model_dir: Path, tmp_path: Pat
     assert sorted(name for _anchor, name in links) == [DB, WEB]
     assert all(f'id="{anchor}"' in dom.stdout for anchor, _name in links)
     assert "Rules to review before enforcing" in dom.stdout
+    # Each rule with when it was first seen and the pods that made it: both nginx replicas
+    # ran nginx, each on its own node.
+    assert "Where each rule came from" in dom.stdout
+    rows = re.findall(r"<tr><td>exec</td><td>/usr/sbin/nginx</td><td>([^<]+)</td>"
+                      r"<td>([^<]+)</td><td>default</td><td>([^<]+)</td><td>nginx</td></tr>",
+                      dom.stdout)
+    assert [(node, pod) for _when, node, pod in rows] == [
+        ("n1", "web-7d4b9-abcde"), ("n2", "web-7d4b9-fghij")]
+    assert rows[0][0].endswith("Z")
 
 
 def test_reports_what_the_offline_model_verb_writes(tmp_path: Path) -> None:

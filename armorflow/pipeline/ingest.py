@@ -30,7 +30,7 @@ from armorflow.events import (
     struct_to_event,
     validate,
 )
-from armorflow.model import BehaviourModel, PathMapper
+from armorflow.model import EVENT_ORIGIN, STRUCT_ORIGIN, BehaviourModel, PathMapper
 from armorflow.pipeline.window import NS, Window, WindowState, apply_control
 from armorflow.topics import CONTROL_TOPIC, event_topic
 
@@ -337,8 +337,9 @@ class Ingestor:
         if kind not in BEHAVIOUR_FIELDS:
             changed = any([self.model(profile).add(item, self.path_of) for item in items])
         else:
-            changed = self.model(profile).add_behaviours(
-                profile, kind, map(behaviour_of, items), self.path_of
+            changed = self.model(profile).add_events(
+                profile, kind, items, behaviour_of,
+                EVENT_ORIGIN if as_event is None else STRUCT_ORIGIN, self.path_of,
             )
         if changed:
             result.changed_models.add(profile)

@@ -22,7 +22,14 @@ from armorflow.events import KINDS, Rejects
 from armorflow.model import BehaviourModel
 from armorflow.render import ProfileNameError, render_apparmor, render_seccomp, seccomp_json
 from armorflow.users.recording import RecordingReport, read_recording
-from armorflow.users.review import Flag, ModelDiff, diff_models, sensitive_rules
+from armorflow.users.review import (
+    Flag,
+    ModelDiff,
+    RuleProvenance,
+    diff_models,
+    rule_provenance,
+    sensitive_rules,
+)
 
 if TYPE_CHECKING:
     from armorflow.pipeline.classifier.guard import Refusal
@@ -68,6 +75,14 @@ class RenderedModel:
     refusals: list[Refusal] = field(default_factory=list)
     #: Rules that reach sensitive places or powers: a human looks before enforcing.
     flags: list[Flag] = field(default_factory=list)
+    #: When each rule was first seen and which workloads made it.
+    provenance: list[RuleProvenance] = field(default_factory=list)
+
+    def rules_by_source(self) -> list[tuple[str, int]]:
+        """How many rules each workload made or widened, most first."""
+        counts: Counter[str] = Counter(
+            source.describe() for row in self.provenance for source in row.sources)
+        return counts.most_common()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +95,7 @@ class RenderedModel:
                               "refused_glob": f.glob, "proposed_by": f.via,
                               "safety_rule": f.rule.name} for f in self.refusals],
             "sensitive": [flag.to_json() for flag in self.flags],
+            "provenance": [row.to_json() for row in self.provenance],
         }
 
     def seccomp_summary(self) -> str:
@@ -186,7 +202,7 @@ def render_model(named: NamedModel) -> RenderedModel:
     return RenderedModel(named, model.counts(), apparmor, seccomp_json(profile),
                          allowed, error, model_origins(model, classifier),
                          refused_collapses(model, classifier.collapse),
-                         sensitive_rules(model))
+                         sensitive_rules(model), rule_provenance(model))
 
 
 def summarise_events(path: Path, bins: int = TIMELINE_BINS) -> EventSummary:
@@ -345,10 +361,25 @@ def html_report(rendered: list[RenderedModel], events: EventSummary | None = Non
         out.append(bar_chart_svg(list(r.counts.items()), "Entries per section"))
         out.append("<h3>Rules to review before enforcing</h3>")
         if r.flags:
-            out.append(_table(["kind", "rule", "why"],
-                              [[f.kind, f.rule, f.why] for f in r.flags]))
+            out.append(_table(["kind", "rule", "why", "first seen, by"],
+                              [[f.kind, f.rule, f.why,
+                                f.provenance.describe() if f.provenance else "unknown"]
+                               for f in r.flags]))
         else:
             out.append('<p class="muted">no rule reaches a sensitive place or power</p>')
+        out.append("<h3>Where each rule came from</h3>")
+        if r.provenance:
+            out.append(_table(["rules", "workload (namespace/pod/container on node)"],
+                              [[str(n), who] for who, n in r.rules_by_source()],
+                              numeric={0}))
+            out.append(_table(
+                ["kind", "rule", "first seen (UTC)", "node", "namespace", "pod", "container"],
+                [[row.kind, row.rule, row.first_seen(), source.node, source.namespace,
+                  source.pod, source.container]
+                 for row in r.provenance for source in row.sources or ()]))
+        else:
+            out.append('<p class="muted">this model carries no provenance (made before '
+                       "armorflow recorded it)</p>")
         out.append("<h3>Collapsed by the classifier (before &rarr; after)</h3>")
         collapsed = sorted(r.named.model.collapsed.items())
         if collapsed:
@@ -410,6 +441,12 @@ def print_report(rendered: list[RenderedModel], events: EventSummary | None) -> 
         console.print(f"rules to review before enforcing: {len(r.flags)}")
         for flag in r.flags:
             console.print(f"  [{flag.kind}] {flag.rule}: {flag.why}", markup=False)
+            if flag.provenance is not None:
+                console.print(f"      {flag.provenance.describe()}", markup=False)
+        console.print(f"rules by the workload that made them ({len(r.provenance)} with "
+                      "provenance; each rule in -o json and --html):")
+        for who, n in r.rules_by_source():
+            console.print(f"  {n:6d}  {who}", markup=False)
         console.print(f"kept literal by the safety policy: {len(r.refusals)} rule(s)")
         for refused in r.refusals:
             console.print(f"  {refused.describe()}", markup=False)

@@ -9,10 +9,11 @@ permission there, literal or not, deserves a human's look before the profile is 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from armorflow.aaglob import has_wildcard, unescape_literal
-from armorflow.model import BehaviourModel, EntryKey
+from armorflow.model import BehaviourModel, EntryKey, Provenance
 from armorflow.pipeline.classifier.safety import RULES
 
 #: Files whose mere reading is worth a look (credentials, the kernel's secrets).
@@ -39,15 +40,94 @@ SENSITIVE_CAPABILITIES: Final[dict[str, str]] = {
 
 
 @dataclass(frozen=True)
+class Source:
+    """One workload that made or widened a rule."""
+
+    node: str
+    namespace: str
+    pod: str
+    container: str
+
+    @classmethod
+    def parse(cls, text: str) -> Source:
+        # "node/namespace/pod/container": none of those Kubernetes names holds a "/".
+        parts = [*text.split("/", 3), "", "", ""][:4]
+        return cls(*parts)
+
+    def describe(self) -> str:
+        where = "/".join(p for p in (self.namespace, self.pod, self.container) if p)
+        return f"{where or '?'} on {self.node or '?'}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"node": self.node, "namespace": self.namespace, "pod": self.pod,
+                "container": self.container}
+
+
+@dataclass(frozen=True)
+class RuleProvenance:
+    """When a rule of the model was first seen, and which workloads made it (at most
+    PROVENANCE_SOURCES of them: the model keeps the first few, not every replica)."""
+
+    kind: str
+    rule: str
+    first_seen_ns: int
+    sources: tuple[Source, ...]
+
+    @classmethod
+    def of(cls, entry: EntryKey, origin: Provenance) -> RuleProvenance:
+        first, sources = origin
+        return cls(entry[0], entry_text(entry), first,
+                   tuple(Source.parse(s) for s in sources))
+
+    def first_seen(self) -> str:
+        """ISO 8601, UTC, to the millisecond."""
+        moment = datetime.fromtimestamp(self.first_seen_ns / 1e9, tz=UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def describe(self) -> str:
+        by = "; ".join(s.describe() for s in self.sources) or "unknown"
+        return f"first seen {self.first_seen()} by {by}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "rule": self.rule, "firstSeen": self.first_seen(),
+                "firstSeenNs": self.first_seen_ns,
+                "sources": [s.to_json() for s in self.sources]}
+
+
+def entry_text(entry: EntryKey) -> str:
+    """A model entry as a reviewer reads it (``owner /tmp/x rw``, ``clone flags 0x...``)."""
+    kind = entry[0]
+    if kind == "file":
+        _kind, path, old, owner = entry
+        return f"{'owner ' if owner else ''}{path}" + (f" (from {old})" if old else "")
+    if kind == "nsflags":
+        return f"{entry[1]} with namespace flags {int(entry[2]):#x}"
+    return " ".join(str(part) for part in entry[1:] if part not in ("", None))
+
+
+def rule_provenance(model: BehaviourModel) -> list[RuleProvenance]:
+    """Every rule the model knows the provenance of, earliest first."""
+    rows = [RuleProvenance.of(entry, origin) for entry, origin in model.provenance.items()
+            if entry[0] not in ("profile", "collapsed")]
+    rows.sort(key=lambda r: (r.first_seen_ns, r.kind, r.rule))
+    return rows
+
+
+@dataclass(frozen=True)
 class Flag:
     """One rule of the model that a reviewer should look at, and why."""
 
     kind: str
     rule: str
     why: str
+    #: where the rule came from, when the model knows
+    provenance: RuleProvenance | None = None
 
-    def to_json(self) -> dict[str, str]:
-        return {"kind": self.kind, "rule": self.rule, "why": self.why}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "rule": self.rule, "why": self.why}
+        if self.provenance is not None:
+            out["provenance"] = self.provenance.to_json()
+        return out
 
 
 def _under(path: str, place: str) -> bool:
@@ -72,27 +152,35 @@ def _place_flag(path: str, letters: set[str]) -> str | None:
 
 
 def sensitive_rules(model: BehaviourModel) -> list[Flag]:
-    """The model's rules that reach sensitive places or powers, sorted."""
+    """The model's rules that reach sensitive places or powers, sorted, each with its
+    provenance when the model knows it."""
+    def seen(entry: EntryKey) -> RuleProvenance | None:
+        origin = model.provenance.get(entry)
+        return RuleProvenance.of(entry, origin) if origin is not None else None
+
     flags: list[Flag] = []
-    for (pattern, old, _owner), perms in sorted(model.files.items()):
+    for (pattern, old, owner), perms in sorted(model.files.items()):
         path = pattern if has_wildcard(pattern) else unescape_literal(pattern)
         why = _place_flag(path, set(perms)) or (
             SENSITIVE_READS.get(path) if "r" in perms else None)
         if why:
             shown = f"{pattern} {''.join(sorted(perms))}" + (f" (from {old})" if old else "")
-            flags.append(Flag("file", shown, why))
+            flags.append(Flag("file", shown, why, seen(("file", pattern, old, owner))))
     for pattern in sorted(model.executions):
         path = pattern if has_wildcard(pattern) else unescape_literal(pattern)
         if has_wildcard(pattern) and (why := _place_flag(path, {"x"})):
-            flags.append(Flag("exec", pattern, why))
+            flags.append(Flag("exec", pattern, why, seen(("exec", pattern))))
     for cap in sorted(model.capabilities):
         if cap in SENSITIVE_CAPABILITIES:
-            flags.append(Flag("capability", cap, SENSITIVE_CAPABILITIES[cap]))
+            flags.append(Flag("capability", cap, SENSITIVE_CAPABILITIES[cap],
+                              seen(("capability", cap))))
     for op, path, fstype in sorted(model.mounts):
         flags.append(Flag("mount", f"{op} {path} {fstype}".strip(),
-                          "mount operations change what every path means"))
+                          "mount operations change what every path means",
+                          seen(("mount", op, path, fstype))))
     for peer in sorted(model.ptraces):
-        flags.append(Flag("ptrace", peer, "traces or reads another process"))
+        flags.append(Flag("ptrace", peer, "traces or reads another process",
+                          seen(("ptrace", peer))))
     return flags
 
 
@@ -128,9 +216,10 @@ class ModelDiff:
 
 def diff_models(before: BehaviourModel, after: BehaviourModel) -> ModelDiff:
     """Entry by entry (a file rule, a syscall, a capability...), ignoring report-only
-    material (collapse examples) and the profile names."""
+    material (collapse examples, provenance) and the profile names."""
     def entries(model: BehaviourModel) -> dict[EntryKey, Any]:
-        return {e: v for e, v in model.entries() if e[0] not in ("collapsed", "profile")}
+        return {e: v for e, v in model.entries()
+                if e[0] not in ("collapsed", "origin", "profile")}
 
     a, b = entries(before), entries(after)
     return ModelDiff(
