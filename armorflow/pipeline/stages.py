@@ -63,7 +63,7 @@ class ClassifierStage:
 
     name = "classifier"
 
-    def __init__(self, sibling_threshold: int | None = None) -> None:
+    def __init__(self, sibling_threshold: int | None = None, content: bool = True) -> None:
         from armorflow.pipeline.classifier import DEFAULT_THRESHOLD, load_default
         from armorflow.pipeline.classifier.safety import SafeCollapse
 
@@ -71,6 +71,8 @@ class ClassifierStage:
         self._sibling_threshold = (
             DEFAULT_THRESHOLD if sibling_threshold is None else sibling_threshold
         )
+        #: Generalise read-only content trees (classifier/content.py).
+        self._content = content
         #: The way-in mapper; its ``refused`` counts way-in refusals per safety rule.
         self.mapper = SafeCollapse(self._classifier.collapse)
 
@@ -78,11 +80,16 @@ class ClassifierStage:
         return self.mapper
 
     def close(self, window: ClosedWindow) -> ClosedWindow:
-        from armorflow.pipeline.classifier import guard, safety
+        from armorflow.pipeline.classifier import content, guard, safety
 
         model = window.model
         model.fold_learned(safety.allows)
         guard.guarded_sibling_collapse(model, self._sibling_threshold)
+        if self._content:
+            made = content.generalise_content(model)
+            if made:
+                window.counts["contentGlobs"] = len(made)
+                window.notes.extend(f"{g.pattern} r: {g.describe()}" for g in made)
         refused = guard.merge_refusals(
             guard.enforce_stored_globs(model),
             guard.refused_collapses(model, self._classifier.collapse, self._sibling_threshold),
@@ -90,6 +97,7 @@ class ClassifierStage:
         if refused:
             window.counts["collapsesRefused"] = len(refused)
             window.notes.extend(guard.refusal_notes(refused))
+        model.remap_provenance()
         return window
 
 

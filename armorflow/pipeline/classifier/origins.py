@@ -3,8 +3,9 @@
 A model keeps, per collapsed pattern, the smallest literal paths it replaced. Each
 wildcard segment of the pattern is explained from one of them: the classifier's own
 :class:`~armorflow.pipeline.classifier.classifier.Explanation` when the classifier puts
-the same segment there, else the sibling collapse (numbered names, digit runs merged) or
-a pattern the model learned from a sibling name and folded this one into.
+the same segment there, else the sibling collapse (numbered names, digit runs merged),
+the read-only content rule (classifier/content.py), or a pattern the model learned from a
+sibling name and folded this one into.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def glob_origin(pattern: str, examples: set[str], classifier: PathClassifier) ->
     explained = classifier.explain_segments(example)
     if len(explained) == 1 and explained[0].result == pattern:  # /sys/devices/**
         return GlobOrigin(pattern, example, (f"classifier: {explained[0].describe()}",))
+    if _content_glob(pattern, ordered, classifier):
+        base = pattern.rpartition("/")[0]
+        return GlobOrigin(pattern, example, (
+            f"read-only content: many files read, and only read, under {base} "
+            "(docs/profiles.md, \"Read-only content\")",))
     pattern_parts = pattern.split("/")
     literal_parts = example.split("/")
     if len(pattern_parts) != len(literal_parts) or len(explained) != len(literal_parts):
@@ -66,6 +72,20 @@ def glob_origin(pattern: str, examples: set[str], classifier: PathClassifier) ->
         else:
             reasons.append(f"{literal!r}: a pattern learned from a sibling name")
     return GlobOrigin(pattern, example, tuple(reasons))
+
+
+def _content_glob(pattern: str, examples: list[str], classifier: PathClassifier) -> bool:
+    """``pattern`` is what the read-only content rule writes (``DIR/*`` or ``DIR/**``
+    over names the classifier keeps and that are not numbered siblings)."""
+    base, _, tail = pattern.rpartition("/")
+    if tail not in ("*", "**") or has_wildcard(base) or not examples:
+        return False
+    for example in examples:
+        if not matches(pattern, example) or classifier.collapse(example) == pattern:
+            return False
+        if tail == "*" and _numbered_sibling(tail, example.rpartition("/")[2]):
+            return False
+    return True
 
 
 def _numbered_sibling(piece: str, literal: str) -> bool:

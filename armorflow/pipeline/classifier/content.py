@@ -1,0 +1,197 @@
+"""Read-only content: many files read in one directory or tree become one read rule.
+
+A web server serves a document tree, a compiler reads a project's sources, a job reads a
+data directory. Run 2 asks for files run 1 never did, and a profile of exact names would
+break it. The names themselves look stable (``index.html``, ``main.c``), so the
+classifier rightly keeps them; what shows they are content is the model-level context:
+many files read, and only read, below one place.
+
+The generalisation is deliberately narrow (docs/profiles.md, "Read-only content"):
+
+* only rules that are exactly ``r`` (never write, append, link, lock, mmap-exec or exec)
+  are generalised, and the glob carries ``r`` alone: a new name can be read, never
+  written or run;
+* a directory becomes ``DIR/*`` from :data:`FLAT_FILES` files read directly in it; a tree
+  becomes ``DIR/**`` from :data:`TREE_FILES` files read in at least :data:`TREE_DIRS`
+  directories of it, and only two levels below ``/`` or deeper;
+* never where reading a file not seen is a leak or a window on the node: system
+  configuration, homes, kernel and device trees, runtime and kubelet state, logs, and
+  any directory whose own name or an ancestor's reads like a secret store
+  (:func:`refusal`); a tree also never holds such a place or such a directory among
+  those read below it (:func:`tree_refusal`). The classifier's safety policy is
+  applied on top.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Final
+
+from armorflow.aaglob import escape_literal, has_wildcard, unescape_literal
+from armorflow.model import BehaviourModel, FileKey
+from armorflow.pipeline.classifier import safety
+
+#: Files read directly in one directory before it becomes ``DIR/*``.
+FLAT_FILES: Final = 5
+#: Files read below one directory, and the distinct directories they are in, before the
+#: tree becomes ``DIR/**``.
+TREE_FILES: Final = 10
+TREE_DIRS: Final = 3
+#: ``DIR/**`` only this many segments below ``/`` or deeper (``/srv/www/**``, never
+#: ``/srv/**``).
+TREE_MIN_DEPTH: Final = 2
+
+#: Places where a read rule is never generalised, whatever was read there.
+REFUSED_PLACES: Final = (
+    "/etc", "/root", "/home", "/proc", "/sys", "/dev", "/run", "/var/run", "/boot",
+    "/var/lib/kubelet", "/var/log", "/var/lib/containerd", "/var/lib/docker",
+)
+#: Directory-name words that mark a secret store, matched against a segment's
+#: ``.``/``-``/``_``-separated words, case-insensitively.
+SECRET_WORDS: Final = frozenset({
+    "secret", "secrets", "private", "key", "keys", "keyring", "keystore", "token",
+    "tokens", "credential", "credentials", "creds", "password", "passwords", "passwd",
+    "shadow", "ssl", "tls", "pki", "certs", "vault", "auth", "ssh", "gnupg", "aws", "kube",
+})
+_WORDS: Final = re.compile(r"[.\-_]+")
+
+
+@dataclass(frozen=True)
+class ContentGlob:
+    """One generalisation: the glob, and how many read rules it replaced."""
+
+    pattern: str
+    files: int
+    directories: int
+
+    def describe(self) -> str:
+        where = (f"in {self.directories} directories" if self.directories > 1
+                 else "in one directory")
+        return f"read-only content: {self.files} files read {where}, generalised for reading"
+
+
+def _under(path: str, place: str) -> bool:
+    return path == place or path.startswith(place + "/")
+
+
+def refusal(directory: str) -> str | None:
+    """Why reads below ``directory`` (a literal absolute path, no trailing slash) may not
+    be generalised, or None when they may."""
+    for place in REFUSED_PLACES:
+        if _under(directory, place):
+            return f"{place} holds configuration, state or secrets of the node"
+    for segment in directory.split("/"):
+        words = {w for w in _WORDS.split(segment.lower()) if w}
+        if words & SECRET_WORDS:
+            return f"{segment!r} reads like a secret store"
+    return None
+
+
+def tree_refusal(directory: str, seen_dirs: set[str]) -> str | None:
+    """Why ``DIR/**`` may not be made, or None: the directory itself is refused, a
+    refused place lies inside it (``/var/lib/**`` would reach ``/var/lib/kubelet``), or
+    one of the directories read below it reads like a secret store."""
+    why = refusal(directory)
+    if why is not None:
+        return why
+    for place in REFUSED_PLACES:
+        if _under(place, directory):
+            return f"{place}, inside it, holds configuration, state or secrets of the node"
+    for below in sorted(seen_dirs):
+        why = refusal(below)
+        if why is not None:
+            return why
+    return None
+
+
+def _read_only_literals(model: BehaviourModel) -> dict[FileKey, str]:
+    """Rules that are exactly ``r`` on one literal name -> that name."""
+    return {
+        key: unescape_literal(key[0])
+        for key, perms in model.files.items()
+        if perms == {"r"} and not key[1] and not has_wildcard(key[0])
+    }
+
+
+def _parent(literal: str) -> str:
+    return literal.rstrip("/").rpartition("/")[0]
+
+
+def content_globs(model: BehaviourModel) -> dict[str, ContentGlob]:
+    """The globs the model's read-only rules would be generalised to (nothing changed)."""
+    reads = _read_only_literals(model)
+    files = [name for name in reads.values() if not name.endswith("/")]
+    below: dict[str, int] = defaultdict(int)
+    dirs_below: dict[str, set[str]] = defaultdict(set)
+    directly: dict[str, int] = defaultdict(int)
+    for name in files:
+        parent = _parent(name)
+        directly[parent] += 1
+        ancestor = parent
+        while ancestor:
+            below[ancestor] += 1
+            dirs_below[ancestor].add(parent)
+            ancestor = ancestor.rpartition("/")[0]
+    out: dict[str, ContentGlob] = {}
+    trees = sorted(
+        (d for d, n in below.items()
+         if n >= TREE_FILES and len(dirs_below[d]) >= TREE_DIRS
+         and d.count("/") >= TREE_MIN_DEPTH),
+        key=lambda d: -d.count("/"),
+    )
+    taken: list[str] = []
+    for directory in trees:  # deepest first: the narrowest tree that qualifies
+        if any(_under(t, directory) or _under(directory, t) for t in taken):
+            continue
+        pattern = escape_literal(directory) + "/**"
+        if tree_refusal(directory, dirs_below[directory]) is None and safety.allows(
+                pattern, "r"):
+            taken.append(directory)
+            out[pattern] = ContentGlob(pattern, below[directory], len(dirs_below[directory]))
+    for directory, n in sorted(directly.items()):
+        if n < FLAT_FILES or not directory or any(_under(directory, t) for t in taken):
+            continue
+        pattern = escape_literal(directory) + "/*"
+        if refusal(directory) is None and safety.allows(pattern, "r"):
+            out[pattern] = ContentGlob(pattern, n, 1)
+    return out
+
+
+def _glob_for(literal: str, globs: dict[str, ContentGlob]) -> str | None:
+    parent = _parent(literal)
+    flat = escape_literal(parent) + "/*"
+    if flat in globs and not literal.endswith("/"):
+        return flat
+    ancestor = parent
+    while ancestor:
+        tree = escape_literal(ancestor) + "/**"
+        if tree in globs:
+            return tree
+        ancestor = ancestor.rpartition("/")[0]
+    return None
+
+
+def generalise_content(model: BehaviourModel) -> list[ContentGlob]:
+    """Replace the read-only rules that :func:`content_globs` covers with their globs
+    (``r`` only; ``owner`` when every replaced rule was). Returns what was made."""
+    globs = content_globs(model)
+    if not globs:
+        return []
+    reads = _read_only_literals(model)
+    owners: dict[str, list[bool]] = defaultdict(list)
+    files: dict[FileKey, set[str]] = {}
+    for key, perms in model.files.items():
+        literal = reads.get(key)
+        glob = _glob_for(literal, globs) if literal is not None else None
+        if literal is None or glob is None:
+            files.setdefault(key, set()).update(perms)
+            continue
+        owners[glob].append(key[2])
+        model.record_example(glob, literal)
+    for glob, flags in owners.items():
+        files.setdefault((glob, "", all(flags)), set()).add("r")
+    model.files = files
+    model.remap_provenance()
+    return [globs[g] for g in sorted(owners)]
