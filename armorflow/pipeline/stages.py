@@ -80,11 +80,16 @@ class ClassifierStage:
         return self.mapper
 
     def close(self, window: ClosedWindow) -> ClosedWindow:
-        from armorflow.pipeline.classifier import content, guard, safety
+        from armorflow.pipeline.classifier import content, guard, replicas, safety
 
         model = window.model
         model.fold_learned(safety.allows)
         guard.guarded_sibling_collapse(model, self._sibling_threshold)
+        merged = replicas.collapse_replicas(model)
+        if merged:
+            window.counts["replicaGlobs"] = len(merged)
+            window.notes.extend(f"{g.pattern}: {g.describe()} ({', '.join(g.literals)})"
+                                for g in merged)
         if self._content:
             made = content.generalise_content(model)
             if made:

@@ -98,6 +98,27 @@ def _numbered_sibling(piece: str, literal: str) -> bool:
     return bool(middle) and middle[0].isdigit() and middle[-1].isdigit()
 
 
+def _replica_origin(pattern: str, model: BehaviourModel) -> GlobOrigin | None:
+    """The replica collapse's explanation, when the glob's examples each hold the pod or
+    node name of one of the replicas that made the rule (classifier/replicas.py)."""
+    from armorflow.pipeline.classifier.replicas import source_names
+
+    examples = sorted(model.collapsed.get(pattern, ()))
+    origin = (model.provenance.get(("file", pattern, "", True))
+              or model.provenance.get(("file", pattern, "", False)))
+    if not examples or origin is None or len(origin[1]) < 2 or pattern.count("*") != 1:
+        return None
+    names = [n for source in origin[1] for n in source_names(source)]
+    if not all(any(n in e.rpartition("/")[2] or f"/{n}" in e for n in names)
+               for e in examples):
+        return None
+    pods = ", ".join(sorted({s.split("/")[2] for s in origin[1] if s.count("/") >= 3}))
+    return GlobOrigin(pattern, examples[0], (
+        f"replica collapse: the names differ where the names of the replicas that made "
+        f"them do ({pods})",))
+
+
 def model_origins(model: BehaviourModel, classifier: PathClassifier) -> list[GlobOrigin]:
     """:func:`glob_origin` for every glob of the model."""
-    return [glob_origin(p, model.collapsed.get(p, set()), classifier) for p in model_globs(model)]
+    return [_replica_origin(p, model) or glob_origin(p, model.collapsed.get(p, set()), classifier)
+            for p in model_globs(model)]
