@@ -53,6 +53,10 @@ EMPTY_WINDOW = ("no event was modeled in the window ({outside} outside it, {late
                 "check the agents' targets, or replay a recording with --rebase-ts now")
 #: Seconds between two checks of the source partitions' log ends.
 LOG_CHECK_EVERY_S = 5.0
+#: How long the timer waits for a broker's answer about offsets. Faust's own request
+#: timeout is 90 s: a request the broker never answers (seen under load) would stall
+#: every window's close and the status for that long; the next tick simply asks again.
+BROKER_QUERY_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -439,8 +443,9 @@ class PipelineWorker:
                    if tp.topic in EVENT_TOPICS or tp.topic == CONTROL_TOPIC]
             if not tps:
                 return
-            ends = await self.app.consumer.highwaters(*tps)
-        except Exception:  # the broker is away: the next check will tell
+            ends = await asyncio.wait_for(self.app.consumer.highwaters(*tps),
+                                          BROKER_QUERY_TIMEOUT_S)
+        except Exception:  # the broker is away or slow: the next check will tell
             return
         for tp in tps:
             end = ends.get(tp)
@@ -475,8 +480,9 @@ class PipelineWorker:
         partition = partition_for(profile, self.config.partitions)
         tps = [TP(topic, partition) for topic in (*EVENT_TOPICS, CONTROL_TOPIC)]
         try:
-            highwaters = await self.app.consumer.highwaters(*tps)
-        except Exception:  # the broker is away: try again on the next tick
+            highwaters = await asyncio.wait_for(self.app.consumer.highwaters(*tps),
+                                                BROKER_QUERY_TIMEOUT_S)
+        except Exception:  # the broker is away or slow: try again on the next tick
             return False
         behind = []
         for tp in tps:
@@ -485,7 +491,11 @@ class PipelineWorker:
                 continue
             done = self._processed.get((tp.topic, tp.partition))
             if done is None:
-                position = await self.app.consumer.position(tp)
+                try:
+                    position = await asyncio.wait_for(self.app.consumer.position(tp),
+                                                      BROKER_QUERY_TIMEOUT_S)
+                except Exception:  # as above: the next tick asks again
+                    return False
                 if position is not None and position >= end:
                     continue
             elif done + 1 >= end:
