@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import orjson
 
+from armorflow.jsonbytes import dumps_kept
 from armorflow.model import BehaviourModel, EntryKey
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class RowKeyError(ValueError):
 
 
 def row_key(profile: str, bucket: int) -> bytes:
-    return orjson.dumps([profile, bucket])
+    return dumps_kept([profile, bucket])  # kept by the table store, with its row
 
 
 def key_profile(key: bytes) -> str:
@@ -94,7 +95,7 @@ class ModelRows:
                 encoded: model.entry_value(tuple(orjson.loads(encoded)))
                 for encoded in buckets[bucket]
             }
-            yield row_key(profile, bucket), orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+            yield row_key(profile, bucket), dumps_kept(row, orjson.OPT_SORT_KEYS)
 
     def load(self, rows: Iterable[tuple[bytes, bytes]]) -> dict[str, BehaviourModel]:
         """Rebuild the models (and this index) from stored rows."""

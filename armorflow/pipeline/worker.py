@@ -25,6 +25,7 @@ import orjson
 from armorflow import fetchpace
 from armorflow.config import KafkaSettings
 from armorflow.control import PHASE_COMPLETED, PHASE_FAILED, PHASE_MODELING, make_status
+from armorflow.jsonbytes import dumps_kept
 from armorflow.metrics import ComponentMetrics, SnapshotCollector, one, stalled
 from armorflow.model import BehaviourModel
 from armorflow.pipeline.ingest import BatchResult, Ingestor
@@ -286,7 +287,7 @@ class PipelineWorker:
         for profile in result.changed_windows:
             window = self.ingestor.windows.get(profile)
             if window is not None:
-                self.windows_table[profile.encode()] = orjson.dumps(window.to_json())
+                self.windows_table[profile.encode()] = dumps_kept(window.to_json())
                 self._status_due.add(profile)
         for profile in result.changed_models:
             model = self.ingestor.models.get(profile)
@@ -418,7 +419,7 @@ class PipelineWorker:
         profile = window.profile
         self.windows_failed += 1
         self.ingestor.mark_failed(profile, time.time_ns())
-        self.windows_table[profile.encode()] = orjson.dumps(window.to_json())
+        self.windows_table[profile.encode()] = dumps_kept(window.to_json())
         self._close_failed.pop(profile, None)
         counts = {"events": window.events, "droppedOutside": window.dropped_outside,
                   "droppedLate": window.dropped_late}
@@ -530,7 +531,7 @@ class PipelineWorker:
             value=model_message(document, resource, self.config.max_model_message_bytes),
         )
         self.ingestor.mark_closed(profile, now)
-        self.windows_table[profile.encode()] = orjson.dumps(window.to_json())
+        self.windows_table[profile.encode()] = dumps_kept(window.to_json())
         await self._status(profile, PHASE_COMPLETED, resource)
         self.closed.append(profile)
         log.info("window of %s closed: %s", profile, model.counts())
