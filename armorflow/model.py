@@ -278,6 +278,8 @@ class BehaviourModel:
                 seen.add(bits)
                 self._touch(("nsflags", name, bits))
                 changed = True
+            else:
+                self._again(("nsflags", name, bits))
         return changed
 
     def _fold_capability(self, name: str, _path_of: PathMapper) -> bool:

@@ -107,6 +107,13 @@ def test_one_two_and_killed_workers_agree_with_offline(
         got = BehaviourModel.from_dict(docs[one]["model"]).canonical_json()  # type: ignore[arg-type]
         assert got == expected, "streaming differs from offline"
         assert docs[one]["apparmor"] == offline[p].apparmor
+        # Each rule's provenance (first seen, by which pods on which nodes) too: the first
+        # event of a (rule, source) pair is the first one published, whoever reads it.
+        provenance = [BehaviourModel.from_dict(docs[app]["model"]).provenance  # type: ignore[arg-type]
+                      for app in (one, two, kill)]
+        assert provenance[0] == provenance[1] == provenance[2] == offline[p].model.provenance
+        assert {s.split("/")[0] for _first, sources in provenance[0].values()
+                for s in sources} >= {"node-0", "node-1"}
         dyn = docs[one]["model"]["dynamicResult"]  # type: ignore[index]
         # Merged across 3 nodes and 2 replicas: behaviour seen on one node only is there.
         assert "/usr/bin/tool0" in dyn["apparmor"]["executions"]
