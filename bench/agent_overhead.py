@@ -1,4 +1,4 @@
-"""Overhead of the eBPF tracer on a syscall-heavy workload, from one run.
+"""Overhead of the eBPF tracer on a syscall-heavy loop and on real workloads, from one run.
 
 The workload is a small C program compiled here with gcc: ``--opens`` openat/close pairs
 over a handful of real files, then ``--forks`` fork/exec/wait of /usr/bin/true. It runs as
@@ -12,7 +12,12 @@ The ratio is taken on the workload's CPU time (user + system, from wait4): the B
 programs run in the workload's syscalls and are charged to it, while CPU time is
 insensitive to other load on a shared machine; wall-clock ratios are printed as well.
 
+Beside the worst-case loop, real programs (``bench/real_workloads.py``): gcc building a
+real project, nginx under load, redis-server under its own benchmark, each measured the
+same three ways, interleaved the same way, as CPU time per unit of work.
+
     .venv/bin/python bench/agent_overhead.py [--opens 1000000] [--forks 2000] [--rounds 5]
+        [--workloads compile,nginx,redis] [--real-rounds 3] [--skip-loop]
         [--update-doc docs/performance.md]
 """
 
@@ -24,13 +29,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from armorflow.agents.bpf import Attribution, Tracer, TracerStats, loader
 from armorflow.agents.localrun import LocalContainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import real_workloads  # a module of this folder, not of the package
 
 WORKLOAD_C = r"""
 #define _GNU_SOURCE
@@ -293,11 +303,139 @@ def update_doc(doc: Path, body: str) -> None:
     doc.write_text(text)
 
 
+@dataclass
+class RealRun:
+    cpu: float
+    wall: float
+    units: int
+
+    @property
+    def per_unit(self) -> float:
+        return self.cpu / self.units
+
+
+def run_real(workload: real_workloads.Workload, tracer: Tracer | None) -> RealRun:
+    """One run of a real workload in a local container, traced or not."""
+    box = LocalContainer(workload.argv()).spawn()
+    target = None
+    if tracer is not None:
+        target = tracer.add_target(Attribution(profile=f"bench-{workload.name}"),
+                                   mntns=box.mntns, pid=box.pid)
+    started = time.monotonic()
+    box.release()
+    done: dict[str, int] = {}
+    failed: list[BaseException] = []
+    driver = None
+    if workload.drive is not None:
+        def drive() -> None:
+            try:
+                done["units"] = workload.drive(box)  # type: ignore[misc]
+            except BaseException as exc:  # re-raised below, in the main thread
+                failed.append(exc)
+                box.kill()
+
+        driver = threading.Thread(target=drive, daemon=True)
+        driver.start()
+    while box.poll() is None or (driver is not None and driver.is_alive()):
+        if tracer is not None:
+            tracer.poll(100)
+        else:
+            time.sleep(0.05)
+    wall = time.monotonic() - started
+    if tracer is not None and target is not None:
+        tracer.drain()
+        tracer.remove_target(target)
+    if failed:
+        raise failed[0]
+    if box.poll() != 0 or box.rusage is None:
+        raise SystemExit(f"{workload.name} failed with exit code {box.poll()}")
+    usage = box.rusage
+    return RealRun(usage.ru_utime + usage.ru_stime, wall, done.get("units", workload.units))
+
+
+def real_report(results: dict[str, dict[str, list[RealRun]]],
+                workloads: dict[str, real_workloads.Workload], rounds: int) -> str:
+    lines = [
+        f"Real workloads (`bench/real_workloads.py`), {rounds} interleaved rounds, medians "
+        "of CPU time (user + system of the container's processes) per unit of work:",
+        "",
+        "| workload | unit | units per run | baseline CPU per unit | traced | CPU ratio "
+        "| floor CPU ratio | tracer above the floor |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, runs in results.items():
+        def per(kind: str, runs: dict[str, list[RealRun]] = runs) -> float:
+            return median([r.per_unit for r in runs[kind]])
+
+        base, traced, floor = per("baseline"), per("traced"), per("floor")
+        units = median([float(r.units) for r in runs["traced"]])
+        scale, label = (1e3, "ms") if base > 1e-3 else (1e6, "us")
+        lines.append(
+            f"| {name} | {workloads[name].unit} | {units:,.0f} | {base * scale:.3f} {label} "
+            f"| {traced * scale:.3f} {label} | {traced / base:.3f}x | {floor / base:.3f}x "
+            f"| {(traced - floor) / base:+.3f} |")
+    worst = max((median([r.per_unit for r in runs["traced"]])
+                 / median([r.per_unit for r in runs["baseline"]]), name)
+                for name, runs in results.items())
+    lines += ["", f"Target of issue #15, at most 1.05x CPU on each realistic workload: worst "
+              f"{worst[0]:.3f}x ({worst[1]}): {'met' if worst[0] <= 1.05 else 'not met'}."]
+    return "\n".join(lines)
+
+
+def measure_real(args: argparse.Namespace, workdir: Path, tracer: Tracer,
+                 floor_bpf: Any) -> str:
+    real_workloads.ensure_programs()
+    makers: dict[str, Callable[[], real_workloads.Workload]] = {
+        "compile": lambda: real_workloads.compile_workload(workdir),
+        "nginx": lambda: real_workloads.nginx_workload(workdir, args.nginx_seconds),
+        "redis": lambda: real_workloads.redis_workload(workdir, args.redis_requests),
+    }
+    chosen = [w for w in args.workloads.split(",") if w]
+    unknown = sorted(set(chosen) - makers.keys())
+    if unknown:
+        raise SystemExit(f"unknown workload(s): {', '.join(unknown)}")
+    workloads = {name: makers[name]() for name in chosen}
+    results: dict[str, dict[str, list[RealRun]]] = {
+        name: {"baseline": [], "traced": [], "floor": []} for name in workloads}
+
+    def traced(w: real_workloads.Workload) -> RealRun:
+        tracer.resume()
+        try:
+            return run_real(w, tracer)
+        finally:
+            tracer.pause()
+
+    def floored(w: real_workloads.Workload) -> RealRun:
+        loader.attach(floor_bpf)
+        try:
+            return run_real(w, None)
+        finally:
+            loader.detach(floor_bpf)
+
+    ways: list[tuple[str, Callable[[real_workloads.Workload], RealRun]]] = [
+        ("baseline", lambda w: run_real(w, None)), ("traced", traced), ("floor", floored)]
+    for i in range(args.real_rounds):
+        for name, workload in workloads.items():
+            for kind, run in ways[i % 3:] + ways[: i % 3]:
+                result = run(workload)
+                results[name][kind].append(result)
+                print(f"round {i + 1} {name} {kind}: {result.cpu:.3f} s CPU, "
+                      f"{result.units} {workload.unit}s", file=sys.stderr, flush=True)
+    return real_report(results, workloads, args.real_rounds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--opens", type=int, default=1_000_000)
     parser.add_argument("--forks", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workloads", default="compile,nginx,redis",
+                        help="real workloads to measure beside the loop ('' for none)")
+    parser.add_argument("--real-rounds", type=int, default=3)
+    parser.add_argument("--nginx-seconds", type=float, default=5.0)
+    parser.add_argument("--redis-requests", type=int, default=20_000)
+    parser.add_argument("--skip-loop", action="store_true",
+                        help="only the real workloads")
     parser.add_argument("--update-doc", type=Path, default=None,
                         help="rewrite the '## Agent overhead' section of this markdown file")
     args = parser.parse_args()
@@ -336,19 +474,29 @@ def main() -> None:
         # shared) falls on all three alike; programs are attached only for their runs.
         order = [("baseline", run_base, base), ("traced", run_traced, traced),
                  ("floor", run_floor, floor)]
+        real = ""
         try:
-            for i in range(args.rounds):
+            for i in range(0 if args.skip_loop else args.rounds):
                 for name, run, runs in order[i % 3:] + order[: i % 3]:
                     run()
                     print(f"round {i + 1} {name}: {runs[-1]}", file=sys.stderr, flush=True)
             stats = tracer.stats()
-            tracer.resume()
-            per_program = program_times(binary, args, result, tracer)
+            if args.workloads:
+                real = measure_real(args, workdir, tracer, floor_bpf)
+            per_program: dict[str, tuple[int, float]] = {}
+            if not args.skip_loop:
+                tracer.resume()
+                per_program = program_times(binary, args, result, tracer)
         finally:
             tracer.stop()
             floor_bpf.cleanup()
+    if args.skip_loop:
+        print(real)
+        return
     body = report(args, base, traced, floor, stats, compile_s)
     body += "\n\n" + program_report(per_program)
+    if real:
+        body += "\n\n" + real
     print(body)
     if args.update_doc is not None:
         update_doc(args.update_doc, body)
