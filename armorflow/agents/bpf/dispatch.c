@@ -49,6 +49,24 @@ RAW_TRACEPOINT_PROBE(sys_enter) {
     return 0;
 }
 
+// The syscalls some concern looks at on exit (files.c, descriptors.c, paths.c). The exit
+// hook runs on every syscall of a target, most of them reads, writes and polls: those
+// leave after reading one register, before the others are read and a map is looked up.
+static __always_inline int wanted_at_exit(long nr) {
+    switch (nr) {
+    case SYSNR_OPEN: case SYSNR_OPENAT: case SYSNR_OPENAT2: case SYSNR_CREAT:
+    case SYSNR_MMAP: case SYSNR_FLOCK: case SYSNR_FCNTL: case SYSNR_FCHMOD: case SYSNR_FCHOWN:
+    case SYSNR_MKDIR: case SYSNR_MKDIRAT: case SYSNR_RMDIR: case SYSNR_UNLINK:
+    case SYSNR_UNLINKAT: case SYSNR_RENAME: case SYSNR_RENAMEAT: case SYSNR_RENAMEAT2:
+    case SYSNR_LINK: case SYSNR_LINKAT: case SYSNR_SYMLINK: case SYSNR_SYMLINKAT:
+    case SYSNR_CHMOD: case SYSNR_FCHMODAT: case SYSNR_FCHMODAT2: case SYSNR_CHOWN:
+    case SYSNR_LCHOWN: case SYSNR_FCHOWNAT: case SYSNR_TRUNCATE: case SYSNR_MKNOD:
+    case SYSNR_MKNODAT: case SYSNR_BIND: case SYSNR_CONNECT:
+        return 1;
+    }
+    return 0;
+}
+
 RAW_TRACEPOINT_PROBE(sys_exit) {
     // TP_PROTO(struct pt_regs *regs, long ret)
     struct task_memo *memo = current_memo();
@@ -56,6 +74,11 @@ RAW_TRACEPOINT_PROBE(sys_exit) {
         return 0;
     long ret = (long)ctx->args[1];
     if (ret < 0 || memo->compat)  // failed; or i386 numbers and registers (see docs)
+        return 0;
+    u64 nr = 0;
+    bpf_probe_read_kernel(&nr, sizeof(nr), (void *)ctx->args[0] + OFF_PT_REGS_R10 +
+                          offsetof(struct exit_regs, orig_ax));
+    if (!wanted_at_exit((long)nr))
         return 0;
     struct exit_regs regs = {};
     bpf_probe_read_kernel(&regs, sizeof(regs), (void *)ctx->args[0] + OFF_PT_REGS_R10);
