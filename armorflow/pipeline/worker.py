@@ -57,7 +57,7 @@ LOG_CHECK_EVERY_S = 5.0
 #: How long the timer waits for a broker's answer about offsets. Faust's own request
 #: timeout is 90 s: a request the broker never answers (seen under load) would stall
 #: every window's close and the status for that long; the next tick simply asks again.
-BROKER_QUERY_TIMEOUT_S = 5.0
+BROKER_QUERY_TIMEOUT_S = 15.0
 
 
 @dataclass
