@@ -1,10 +1,21 @@
-"""Classifier benchmark: model load time, paths/s cold and warm, accuracy.
+"""Classifier benchmark: generalisation to unseen software, model load, paths/s, accuracy.
 
-The evaluation set is built at run time (held-out package directories, real generators,
+Headline: leave-one-family-out (``training/heldout.py``). For each family of generators
+(``training/families.py``: libc-mktemp, compilers, vcs, language-runtimes, web-servers,
+databases, kubernetes, package-caches, log-rotation, browsers, system-services) a model
+is trained without that family (reduced training, ``heldout.LOFO_CONFIG``, about half
+a minute of CPU each; one training at a time) and scored on it: a glob is right when it
+matches a second sample of the same generator and none of the path's variants with a
+stable piece broken. Printed per family and overall (mean of the families), beside the
+shipped model on the same cases, with the share of held-out package paths each LOFO model
+changes. ``--lofo shipped`` scores the shipped model only (seconds); ``--lofo off`` skips.
+
+The run-time evaluation set is built at run time (held-out package directories, real generators,
 the real ``mktemp`` binary, this machine's /proc), never from training rows. Single
 thread, timed in process CPU time, so the figures are per core.
 
     .venv/bin/python bench/classifier.py [--seed N] [--per-generator N] [--stable N]
+        [--lofo full|shipped|off] [--heldout-per-generator N]
         [--stringlifier PYTHON|off] [--stringlifier-sample N]
 
 Then, side by side with armorflow, stringlifier (the BiLSTM vArmor's classifier service
@@ -33,12 +44,14 @@ from pathlib import Path
 
 from armorflow.aaglob import escape_literal, has_wildcard
 from armorflow.pipeline.classifier import DEFAULT_MODEL_PATH, PathClassifier, SpanModel
+from armorflow.pipeline.classifier.training import heldout
 from armorflow.pipeline.classifier.training.evaluation import (
     Case,
     build_eval_set,
     evaluate,
     format_report,
 )
+from armorflow.pipeline.classifier.training.families import FAMILIES
 from armorflow.pipeline.classifier.training.generators import ALNUM, PY_TEMP_CHARS
 
 #: Random-name sources of a busy container, each name new (the streaming case).
@@ -82,6 +95,11 @@ def main() -> None:
     ap.add_argument("--stringlifier-sample", type=int, default=8000, metavar="N",
                     help="evaluation cases given to stringlifier (~3 ms each), stratified"
                     " by kind; 0 for the whole set")
+    ap.add_argument("--lofo", choices=("full", "shipped", "off"), default="full",
+                    help="leave-one-family-out: train one reduced model per family (about"
+                    " 30 s CPU each, one at a time); 'shipped': score the shipped model only")
+    ap.add_argument("--heldout-per-generator", type=int, default=200,
+                    help="held-out cases per generator of each family")
     args = ap.parse_args()
 
     t0 = clock()
@@ -94,6 +112,10 @@ def main() -> None:
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1 << 32)
     print(f"seed {args.seed} (rerun with --seed {args.seed})")
+    if args.lofo != "off":
+        leave_one_family_out(model, args.seed, args.heldout_per_generator, args.stable,
+                             train_models=args.lofo == "full")
+
     cases = build_eval_set(args.seed, args.per_generator, args.stable)
     paths = [c.path for c in cases]
     segments = len({s for p in paths for s in p.split("/")})
@@ -146,6 +168,56 @@ def main() -> None:
           f" = {again.stable_changed_rate:.4%}")
 
     compare_stringlifier(args.stringlifier, cases, load_s, args.seed, args.stringlifier_sample)
+
+
+def leave_one_family_out(
+    model: SpanModel, seed: int, per_generator: int, stable: int, train_models: bool
+) -> None:
+    """The headline: each family scored by a model that never saw it (see the docstring)."""
+    families = sorted(FAMILIES)
+    cases = heldout.family_cases(families, seed, per_generator)
+    shipped = heldout.HeldOutReport()
+    for fam in families:
+        # A fresh classifier per family: templates learned on one family stay there.
+        heldout.score([c for c in cases if c.family == fam], PathClassifier(model).collapse,
+                      shipped, keep_misses=0)
+    changed, total = heldout.stable_changed(PathClassifier(model).collapse, stable, seed)
+    print(f"held-out families ({len(cases)} cases, {per_generator} per generator): a glob"
+          " is right when it matches a second sample of the generator and no variant with"
+          " a stable piece broken")
+    if not train_models:
+        print(heldout.format_report(shipped, label="shipped model"))
+        print(heldout.format_generators(shipped))
+        print(f"shipped model: held-out package paths changed {changed}/{total}"
+              f" = {changed / total:.3%}")
+        return
+    from armorflow.pipeline.classifier.training.train import train
+
+    lofo = heldout.HeldOutReport()
+    stable_rows = []
+    for fam in families:
+        t0 = clock()
+        held = train(heldout.lofo_config(fam))
+        fit_s = clock() - t0
+        clf = PathClassifier(held)
+        heldout.score([c for c in cases if c.family == fam], clf.collapse, lofo)
+        ch, n = heldout.stable_changed(clf.collapse, stable, seed)
+        stable_rows.append((fam, ch, n, held.threshold, fit_s))
+        ok, total_f = lofo.family(fam)
+        print(f"  trained without {fam}: {ok}/{total_f} = {ok / total_f:.1%} on it;"
+              f" package paths changed {ch}/{n} = {ch / n:.3%}; threshold"
+              f" {held.threshold:.2f}; {fit_s:.0f} s CPU", flush=True)
+    print("leave-one-family-out (reduced training without the family) vs the shipped model:")
+    print(heldout.format_report(lofo, shipped, label="LOFO"))
+    print(heldout.format_generators(lofo, shipped))
+    for gen, path, got in lofo.misses:
+        print(f"  LOFO miss [{gen}] {path} -> {got}")
+    worst = max(stable_rows, key=lambda r: r[1] / r[2])
+    print(f"LOFO models: held-out package paths changed"
+          f" {min(r[1] / r[2] for r in stable_rows):.3%}-{worst[1] / worst[2]:.3%}"
+          f" (worst: without {worst[0]})")
+    print(f"shipped model: held-out package paths changed {changed}/{total}"
+          f" = {changed / total:.3%}")
 
 
 def stratified_sample(cases: Sequence[Case], n: int, seed: int) -> list[Case]:

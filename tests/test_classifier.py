@@ -201,6 +201,31 @@ def test_explain(clf: PathClassifier) -> None:
     assert php.rule == "model" and php.score is not None and php.score > 0.5
 
 
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/src/app/.git/objects/3f/9c1e0b7a2d4f6e8a0c2e4f6a8b0d2f4e6a8c0e2f",
+         "/src/app/.git/objects/*/*"),
+        ("/root/.npm/_cacache/content-v2/sha512/ab/cd/0123456789abcdef0123456789abcdef",
+         "/root/.npm/_cacache/content-v2/sha512/*/*/*"),
+        ("/root/.cache/pip/http-v2/d/e/2/8/d/de28d78e9f2bb68f7f2099714043.body",
+         "/root/.cache/pip/http-v2/*/*/*/*/*/*.body"),
+        ("/root/.cache/go-build/38/38a39c6ba0abe0ac61a106331a171da7-d",
+         "/root/.cache/go-build/*/*-d"),
+        # Not a fan-out: the child is no digest, or the short directory is not hex.
+        ("/usr/share/locale/de/LC_MESSAGES/x.mo", "/usr/share/locale/de/LC_MESSAGES/x.mo"),
+        ("/srv/zz/0123456789abcdef0123", "/srv/zz/*"),
+    ],
+)
+def test_hash_fan_out(clf: PathClassifier, path: str, expected: str) -> None:
+    assert clf.collapse(path) == expected
+    assert matches(expected, path)
+    ex = clf.explain_segments(path)
+    assert "/".join(e.result for e in ex) == expected
+    if expected.endswith("/*/*") and "objects" in path:
+        assert ex[-2].rule == "hash fan-out dir"
+
+
 def test_sibling_collapse() -> None:
     base = "/var/cache/nginx/client_temp/"
     counters = [f"{base}{i:010d}" for i in range(1, 15)]

@@ -8,12 +8,18 @@ a pipeline that sees the same names again pays a dict lookup per segment.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import cast
 
 from armorflow.aaglob import escape_literal
-from armorflow.pipeline.classifier.rules import layer_rule, proc_rule, segment_rule
+from armorflow.pipeline.classifier.rules import (
+    fan_out_levels,
+    layer_rule,
+    proc_rule,
+    segment_rule,
+)
 from armorflow.pipeline.classifier.span_model import DEFAULT_MODEL_PATH, SpanModel
 from armorflow.pipeline.classifier.templates import TemplateMemo
 
@@ -26,6 +32,8 @@ _STABLE_CACHE_MAX = 1 << 18
 #: becoming the old one and the oldest dropped, a name found in the old one carried over.
 #: Keyed by every random temp name, one memo would grow with the events a worker sees.
 _COLLAPSED_CACHE_GENERATION = 32_768
+#: A 1-2 hex digit directory (or a chain of them) right above a 16+ hex digit name.
+_FAN_OUT_PATH = re.compile(r"/[0-9a-f]{1,2}/(?:[0-9a-f]{1,2}/)*[0-9a-fA-F]{16}")
 #: First path components under which /proc and /sys conventions apply.
 _CONTEXT_ROOTS = frozenset({"proc", "sys"})
 
@@ -59,6 +67,7 @@ RULE_DETAILS: dict[str, str] = {
     "procfs <pid>": "a pid in front of a procfs entry name (procfs seen from elsewhere)",
     "/proc map_files range": "an address range under /proc/<pid>/map_files",
     "/sys/devices/** convention": "device topology differs per node",
+    "hash fan-out dir": "a 1-2 hex digit directory level above a digest-named entry",
 }
 
 
@@ -185,6 +194,15 @@ class PathClassifier:
             and any(parts[3:])
         )
 
+    @staticmethod
+    def _fan_out(parts: list[str], out: list[str]) -> str:
+        """Glob the hash fan-out directories above digest-named entries (``rules``)."""
+        for idx in range(len(parts) - 1, 1, -1):
+            if out[idx].startswith("*") and len(parts[idx - 1]) <= 2:
+                for j in fan_out_levels(parts, idx):
+                    out[j] = "*"
+        return "/".join(out)
+
     # -- public API ------------------------------------------------------------------
     def collapse(self, path: str) -> str:
         """The AppArmor glob for ``path`` (matches ``path``; random parts are ``*``)."""
@@ -203,12 +221,17 @@ class PathClassifier:
                     out.append("*")
                 else:
                     out.append(self._segment(seg))
-            return "/".join(out)
-        hits = list(map(self._cache.get, parts))
-        if None in hits:
+        else:
+            hits = list(map(self._cache.get, parts))
+            if None not in hits:
+                # Every segment kept as it is: no digest, so no fan-out either.
+                return "/".join(cast(list[str], hits))
             seg_fn = self._segment
-            return "/".join([seg_fn(s) for s in parts])
-        return "/".join(cast(list[str], hits))
+            out = [seg_fn(s) for s in parts]
+        # A digest-named entry below 1-2 hex digit directories: one regex scan to find out.
+        if _FAN_OUT_PATH.search(path) is not None:
+            return self._fan_out(parts, out)
+        return "/".join(out)
 
     def explain(self, path: str) -> list[Explanation]:
         """One Explanation per non-empty segment (or one for the /sys/devices convention)."""
@@ -231,6 +254,11 @@ class PathClassifier:
                 out.append(Explanation(seg, rule, None, "*", rule_detail(rule)))
             else:
                 out.append(self._decide(seg))
+        fan_out = "hash fan-out dir"
+        for idx in range(len(parts) - 1, 1, -1):
+            if out[idx].result.startswith("*"):
+                for j in fan_out_levels(parts, idx):
+                    out[j] = Explanation(parts[j], fan_out, None, "*", rule_detail(fan_out))
         return out
 
 

@@ -101,6 +101,13 @@ def _train(
     random_per_generator: Annotated[
         int | None, typer.Option(help="Random names drawn from each generator.")
     ] = None,
+    corpus: Annotated[
+        str | None,
+        typer.Option(help="'generators' (the shipped model) or 'families' (families.py).")
+    ] = None,
+    random_per_family: Annotated[
+        int | None, typer.Option(help="Random paths drawn from each family (families corpus).")
+    ] = None,
     info_dir: Annotated[
         Path | None, typer.Option(help="dpkg info directory with *.list files.")
     ] = None,
@@ -117,7 +124,9 @@ def _train(
     cfg = dataclasses.replace(
         default,
         seed=default.seed if seed is None else seed,
+        corpus=corpus or default.corpus,
         random_per_generator=random_per_generator or default.random_per_generator,
+        random_per_family=random_per_family or default.random_per_family,
         info_dir=info_dir or default.info_dir,
     )
     model = train(cfg)

@@ -34,6 +34,29 @@ def segment_rule(seg: str) -> tuple[str, list[tuple[int, int]]] | None:
     return None
 
 
+#: A directory level of a content-addressed store: one or two hex digits.
+_FAN_OUT = re.compile(r"[0-9a-f]{1,2}")
+#: Levels a fan-out may have (pip's http cache has five).
+_MAX_FAN_OUT = 5
+
+
+def fan_out_levels(parts: list[str], idx: int) -> list[int]:
+    """Indexes of the hash fan-out directories right above ``parts[idx]``, when that
+    segment starts with a digest (16+ hex digits): git ``objects/3f/<38 hex>``, npm
+    ``content-v2/sha512/ab/cd/<hex>``, pip ``http-v2/a/b/c/d/e/<hex>``, nginx
+    ``proxy_cache/c/29/<md5>``, Go's build cache ``3f/<64 hex>-a``. The levels are
+    pieces of the digest, as random as it is. Never the first segment (root globs are
+    refused anyway) and at most five levels."""
+    if _HEX.match(parts[idx]) is None:
+        return []
+    out: list[int] = []
+    j = idx - 1
+    while j >= 2 and len(out) < _MAX_FAN_OUT and _FAN_OUT.fullmatch(parts[j]):
+        out.append(j)
+        j -= 1
+    return out
+
+
 def proc_rule(parts: list[str], idx: int) -> str | None:
     """Rule name when ``parts[idx]`` is a pid/tid/fd/mapping under /proc, else None.
 

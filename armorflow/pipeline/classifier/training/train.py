@@ -18,7 +18,8 @@ from pathlib import Path
 
 from armorflow.pipeline.classifier.features import span_features, word_features
 from armorflow.pipeline.classifier.lexicon import Lexicon
-from armorflow.pipeline.classifier.segments import alnum_runs
+from armorflow.pipeline.classifier.rules import segment_rule
+from armorflow.pipeline.classifier.segments import alnum_runs, candidate_spans
 from armorflow.pipeline.classifier.span_model import FORMAT_VERSION, SpanModel
 from armorflow.pipeline.classifier.training.corpus import (
     DPKG_INFO,
@@ -26,6 +27,7 @@ from armorflow.pipeline.classifier.training.corpus import (
     prefix_words,
     segments_of,
 )
+from armorflow.pipeline.classifier.training.families import FAMILIES, segment_labels
 from armorflow.pipeline.classifier.training.generators import MODEL_GENERATORS, Labelled
 from armorflow.pipeline.classifier.trees import Ensemble
 
@@ -35,10 +37,19 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 20250528
+    #: ``generators``: the segment generators of ``generators.MODEL_GENERATORS`` (the
+    #: shipped model); ``families``: the path templates of ``families.FAMILIES``.
+    corpus: str = "generators"
     random_per_generator: int = 4000
+    #: Random paths drawn per family (its generators in turn), ``families`` corpus only.
+    random_per_family: int = 4000
+    #: Families left out (leave-one-family-out evaluation, ``heldout.py``).
+    exclude_families: tuple[str, ...] = ()
     max_stable_segments: int = 60000
     word_rounds: int = 100
     span_rounds: int = 150
+    #: Weight of a stable segment in the threshold search (see STABLE_WEIGHT).
+    stable_weight: float = 12.0
     info_dir: Path = DPKG_INFO
 
 
@@ -127,7 +138,9 @@ def _span_rows(
 STABLE_WEIGHT = 12.0
 
 
-def _pick_threshold(scores: list[float], ys: list[int], groups: list[int]) -> float:
+def _pick_threshold(
+    scores: list[float], ys: list[int], groups: list[int], stable_weight: float = STABLE_WEIGHT
+) -> float:
     """Threshold maximising segment-level exactness, weighting stable segments by STABLE_WEIGHT.
 
     """
@@ -145,10 +158,39 @@ def _pick_threshold(scores: list[float], ys: list[int], groups: list[int]) -> fl
             if has_truth[g]:
                 v += 1.0 if (s >= t and y == 1) else 0.0
             else:
-                v += STABLE_WEIGHT if s < t else 0.0
+                v += stable_weight if s < t else 0.0
         if v > best_v:
             best_t, best_v = t, v
     return best_t
+
+
+def _family_rows(
+    families: list[str], per_family: int, rng: random.Random, words: list[str], lex: Lexicon
+) -> tuple[list[Labelled], set[str]]:
+    """Random segments drawn from the families' templates, and the stable segments around
+    them. A random segment is kept for the model only when the model decides it at run
+    time and can mark it: not settled by a format rule (uuid, hex, kubelet dirs), not
+    taken as stable by the lexicon short-cut (short numbers: ``name.log.3``), and its
+    random span is one of the candidate spans (4+ characters, no dot)."""
+    untrained = Ensemble([], 0.0)
+    probe = SpanModel(word=untrained, span=untrained, gate=1.0, threshold=1.0, lexicon=lex)
+    rows: list[Labelled] = []
+    stable: set[str] = set()
+    for fam in families:
+        gens = [FAMILIES[fam][g] for g in sorted(FAMILIES[fam])]
+        for k in range(per_family):
+            template = gens[k % len(gens)](rng, words)
+            for seg, spans in segment_labels(template.draw(rng)):
+                if not spans:
+                    stable.add(seg)
+                elif (
+                    len(spans) == 1
+                    and segment_rule(seg) is None
+                    and not probe.obviously_stable(seg)
+                    and spans[0] in candidate_spans(seg, lex.is_word)
+                ):
+                    rows.append((seg, spans))
+    return rows, stable
 
 
 def train(cfg: TrainConfig = TrainConfig()) -> SpanModel:
@@ -168,11 +210,24 @@ def train(cfg: TrainConfig = TrainConfig()) -> SpanModel:
     stable = list(fit_segments)
     rng.shuffle(stable)
     labelled: list[Labelled] = [(s, []) for s in stable[: cfg.max_stable_segments]]
-    for name in sorted(MODEL_GENERATORS):
-        gen = MODEL_GENERATORS[name]
-        labelled.extend(gen(rng, words) for _ in range(cfg.random_per_generator))
-
     untrained = Ensemble([], 0.0)
+    families: list[str] = []
+    if cfg.corpus == "generators":
+        for name in sorted(MODEL_GENERATORS):
+            gen = MODEL_GENERATORS[name]
+            labelled.extend(gen(rng, words) for _ in range(cfg.random_per_generator))
+    elif cfg.corpus == "families":
+        families = [f for f in sorted(FAMILIES) if f not in cfg.exclude_families]
+        random_rows, seen_stable = _family_rows(
+            families, cfg.random_per_family, rng, words, lex
+        )
+        known = {s for s, _ in labelled}
+        labelled.extend((s, []) for s in sorted(seen_stable - known))
+        labelled.extend(random_rows)
+        log.info("families %s: %d random segments", ",".join(families), len(random_rows))
+    else:
+        raise ValueError(f"unknown corpus {cfg.corpus!r} (generators or families)")
+
     probe = SpanModel(word=untrained, span=untrained, gate=1.0, threshold=1.0, lexicon=lex)
     wx, wy = _word_rows(labelled, lex, probe)
     word, word_scores = _fit(wx, wy, cfg.seed, cfg.word_rounds)
@@ -191,7 +246,7 @@ def train(cfg: TrainConfig = TrainConfig()) -> SpanModel:
     all_scores = span_scores + [m[0] for m in markers]
     all_ys = [r[1] for r in rows] + [m[1] for m in markers]
     all_groups = [r[2] for r in rows] + [m[2] for m in markers]
-    threshold = _pick_threshold(all_scores, all_ys, all_groups)
+    threshold = _pick_threshold(all_scores, all_ys, all_groups, cfg.stable_weight)
     log.info("span rows: %d (%d true), threshold %.2f", len(rows), sum(sy), threshold)
 
     proc_self = Path("/proc/self")
@@ -211,8 +266,18 @@ def train(cfg: TrainConfig = TrainConfig()) -> SpanModel:
             "span_rows": len(rows),
             "segments": len(labelled),
             "lexicon_words": len(lex.words),
-            "generators": sorted(MODEL_GENERATORS),
-            "random_per_generator": cfg.random_per_generator,
+            **(
+                {
+                    "generators": sorted(MODEL_GENERATORS),
+                    "random_per_generator": cfg.random_per_generator,
+                }
+                if cfg.corpus == "generators"
+                else {
+                    "families": families,
+                    "generators": sorted(g for f in families for g in FAMILIES[f]),
+                    "random_per_family": cfg.random_per_family,
+                }
+            ),
         },
     )
     digest = hashlib.sha256(json.dumps(model.to_json(), sort_keys=True).encode()).hexdigest()
