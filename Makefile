@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test lint typecheck unit bench stringlifier clean cri-stubs
+.PHONY: setup test lint typecheck unit bench profile-quality stringlifier clean cri-stubs
 
 setup:
 	bash scripts/setup.sh
@@ -27,6 +27,11 @@ cri-stubs:
 bench:
 	$(PY) bench/pipeline_throughput.py
 	$(PY) bench/classifier.py
+
+# Learned profiles against a second, different run of six real programs (root; installs
+# nginx, redis-server... from Debian when missing). Not part of `test`.
+profile-quality:
+	$(PY) bench/profile_quality.py -v
 
 # Optional side venv with stringlifier + torch (~1 GiB) for `bench/classifier.py`'s
 # comparison with vArmor's classifier; not part of `setup`.
