@@ -141,6 +141,10 @@ class Program:
     prepare: Callable[[Path, int], Mix]
 
 
+#: curl failing on HTTP errors, quietly (every request of the nginx mixes).
+CURL = ["curl", "-sS", "-f"]
+
+
 def _write(path: Path, data: bytes | str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, str):
@@ -150,6 +154,20 @@ def _write(path: Path, data: bytes | str) -> None:
 
 def _rand(n: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(n)
+
+
+def _serve_and_upload(w: Path, site: dict[str, bytes], uploads: dict[str, bytes],
+                      steps: list[list[str]], expect: dict[str, bytes]) -> None:
+    """Write nginx's site, and add the steps that upload each file and download it back
+    (the download must equal the upload)."""
+    url = f"http://127.0.0.1:{NGINX_PORT}"
+    for rel, data in site.items():
+        _write(w / "html" / rel, data)
+    for i, (rel, data) in enumerate(uploads.items()):
+        _write(w / "input" / rel, data)
+        steps.append(["run", *CURL, "-T", f"{w}/input/{rel}", f"{url}/upload/{rel}"])
+        steps.append(["run", *CURL, "-o", f"{w}/dl/{i}", f"{url}/upload/{rel}"])
+        expect[f"dl/{i}"] = data
 
 
 def _expect_files(pairs: Mapping[str, bytes]) -> Callable[[Path], list[str]]:
@@ -195,7 +213,7 @@ http {{
     for d in ("logs", "run", "tmp", "html/upload", "dl"):
         (w / d).mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{NGINX_PORT}"
-    curl = ["curl", "-sS", "-f"]
+    curl = CURL
     steps: list[list[str]] = [
         ["bg", "nginx", "-p", f"{w}/", "-c", f"{w}/conf/nginx.conf", "-e", f"{w}/logs/error.log"],
         ["port", str(NGINX_PORT)],
@@ -206,13 +224,7 @@ http {{
         uploads = {"report-2026.txt": _rand(3000, 1), "2026/jan/photo1.jpg": _rand(300_000, 2)}
         names = {"index.html", "static", "app.css", "report-2026.txt", "2026", "jan",
                  "photo1.jpg"}
-        for rel, data in site.items():
-            _write(w / "html" / rel, data)
-        for i, (rel, data) in enumerate(uploads.items()):
-            _write(w / "input" / rel, data)
-            steps.append(["run", *curl, "-T", f"{w}/input/{rel}", f"{url}/upload/{rel}"])
-            steps.append(["run", *curl, "-o", f"{w}/dl/{i}", f"{url}/upload/{rel}"])
-            expect[f"dl/{i}"] = data
+        _serve_and_upload(w, site, uploads, steps, expect)
         steps += [
             ["out", f"{w}/dl/index", *curl, f"{url}/"],
             ["out", f"{w}/dl/css", *curl, f"{url}/static/app.css"],
@@ -228,13 +240,7 @@ http {{
                    "notes.txt": _rand(700, 5)}
         names = {"js", "site.js", "2027", "q1", "data.csv", "video.bin", "notes.txt",
                  "albums", "copy.txt"}
-        for rel, data in site.items():
-            _write(w / "html" / rel, data)
-        for i, (rel, data) in enumerate(uploads.items()):
-            _write(w / "input" / rel, data)
-            steps.append(["run", *curl, "-T", f"{w}/input/{rel}", f"{url}/upload/{rel}"])
-            steps.append(["run", *curl, "-o", f"{w}/dl/{i}", f"{url}/upload/{rel}"])
-            expect[f"dl/{i}"] = data
+        _serve_and_upload(w, site, uploads, steps, expect)
         steps += [
             ["run", *curl, "-X", "MKCOL", f"{url}/upload/albums/"],
             ["run", *curl, "-X", "MOVE", "-H", f"Destination: {url}/upload/albums/video.bin",
