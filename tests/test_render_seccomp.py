@@ -19,6 +19,7 @@ from armorflow.model import BehaviourModel
 from armorflow.nsflags import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER, NAMESPACE_SYSCALLS
 from armorflow.render import RUNTIME_SYSCALLS, Drops, render_seccomp, seccomp_json
 from armorflow.render.seccomp import ARCHITECTURES, unfiltered_namespace_syscalls
+from armorflow.render.syscall_families import SYSCALL_FAMILIES, TIMING_SYSCALLS, family_of
 from support.nsprobe import build_nsprobe
 from support.seccomp_apply import apply_seccomp_and_exec, build_filter
 
@@ -88,8 +89,8 @@ def test_profile_shape_is_deterministic_and_sorted() -> None:
     rule, clone, unshare, clone3 = profile["syscalls"]
     assert rule["action"] == "SCMP_ACT_ALLOW"
     assert rule["names"] == sorted(rule["names"])
-    assert set(rule["names"]) == ({"write", "openat", "read"} | RUNTIME_SYSCALLS.keys()) - {
-        "clone"}
+    assert set(rule["names"]) == ({"write", "read"} | family_of("openat")
+                                  | RUNTIME_SYSCALLS.keys() | TIMING_SYSCALLS.keys()) - {"clone"}
     # unshare seen without flags (no flags recorded): allowed without namespace flags only;
     # clone (the runtime's) likewise; clone3 answers ENOSYS so that libc uses clone
     assert clone == NO_NAMESPACE_CLONE
@@ -106,7 +107,7 @@ def test_one_rule_per_observed_namespace_flag_set() -> None:
         syscalls={"clone", "unshare", "setns"},
         namespace_flags={"clone": {0, CLONE_NEWUSER | CLONE_NEWNS},
                          "unshare": {CLONE_NEWNET}, "setns": {CLONE_NEWNET, 0}})
-    profile = render_seccomp(model, runtime=False)
+    profile = render_seccomp(model, runtime=False, timing=False)
     assert profile["syscalls"] == [  # no other syscall: no plain group
         NO_NAMESPACE_CLONE,
         {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
@@ -124,15 +125,16 @@ def test_one_rule_per_observed_namespace_flag_set() -> None:
 
 def test_clone3_is_allowed_only_when_it_asked_for_a_namespace() -> None:
     plain = BehaviourModel(syscalls={"clone3"}, namespace_flags={"clone3": {0}})
-    rules = render_seccomp(plain, runtime=False)["syscalls"]
+    rules = render_seccomp(plain, runtime=False, timing=False)["syscalls"]
     # the fallback clone gets clone3's flag sets
     assert rules == [NO_NAMESPACE_CLONE, CLONE3_ENOSYS]
     userns = BehaviourModel(syscalls={"clone3", "clone"},
                             namespace_flags={"clone3": {0, CLONE_NEWUSER}, "clone": {0}})
-    rules = render_seccomp(userns, runtime=False)["syscalls"]
+    rules = render_seccomp(userns, runtime=False, timing=False)["syscalls"]
     # seccomp cannot read clone3's flags: allowing the one it asked for allows them all
     assert rules == [{"names": ["clone3"], "action": "SCMP_ACT_ALLOW"}, NO_NAMESPACE_CLONE]
-    assert render_seccomp(BehaviourModel(syscalls={"read"}), runtime=False)["syscalls"] == [
+    assert render_seccomp(BehaviourModel(syscalls={"read"}), runtime=False,
+                          timing=False)["syscalls"] == [
         {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]  # no clone at all: no clone3 rule
 
 
@@ -143,15 +145,16 @@ def test_stored_profiles_without_namespace_filters_are_recognised() -> None:
 
 
 def test_runtime_set_is_optional_and_extra_is_added() -> None:
-    profile = render_seccomp(BehaviourModel(syscalls={"read"}), runtime=False, extra=["getpid"])
+    profile = render_seccomp(BehaviourModel(syscalls={"read"}), runtime=False, extra=["getpid"],
+                             timing=False)
     assert profile["syscalls"][0]["names"] == ["getpid", "read"]
-    assert render_seccomp(BehaviourModel(), runtime=False)["syscalls"] == []
+    assert render_seccomp(BehaviourModel(), runtime=False, timing=False)["syscalls"] == []
 
 
 def test_unknown_names_are_dropped_and_counted() -> None:
     drops = Drops()
     model = BehaviourModel(syscalls={"read", "no_such_call", "Read", "x;rm", "_llseek"})
-    names = render_seccomp(model, runtime=False, drops=drops)["syscalls"][0]["names"]
+    names = render_seccomp(model, runtime=False, drops=drops, timing=False)["syscalls"][0]["names"]
     # _llseek exists on 32-bit x86, one of the profile's architectures.
     assert names == ["_llseek", "read"]
     assert drops.counts == {"seccomp:unknown-syscall": 3}
@@ -162,6 +165,38 @@ def test_every_runtime_syscall_is_known_to_libseccomp() -> None:
     render_seccomp(BehaviourModel(), drops=drops)
     assert drops.total == 0
     build_filter(render_seccomp(BehaviourModel()))
+
+
+def test_a_seen_syscall_brings_its_family_and_nothing_else() -> None:
+    profile = render_seccomp(BehaviourModel(syscalls={"epoll_pwait", "read"}), runtime=False,
+                             timing=False)
+    names = allowed_names(profile)
+    assert {"poll", "ppoll", "select", "pselect6", "epoll_wait", "epoll_pwait2"} <= names
+    assert names == family_of("poll") | {"read"}
+    # read has no family: a program that only reads never gets write or readv.
+    assert family_of("read") == frozenset()
+    exact = render_seccomp(BehaviourModel(syscalls={"epoll_pwait", "read"}), runtime=False,
+                           families=False, timing=False)
+    assert allowed_names(exact) == {"epoll_pwait", "read"}
+    # A user's allow-list is taken as it is.
+    listed = render_seccomp(BehaviourModel(), runtime=False, extra=["poll"], timing=False)
+    assert allowed_names(listed) == {"poll"}
+
+
+def test_families_are_disjoint_known_and_keep_out_what_a_profile_guards() -> None:
+    seen: set[str] = set()
+    for members, why in SYSCALL_FAMILIES:
+        assert len(members) >= 2 and why
+        assert not members & seen, members & seen
+        seen |= members
+    drops = Drops()
+    render_seccomp(BehaviourModel(syscalls=seen), runtime=False, drops=drops)
+    assert drops.total == 0
+    guarded = {"unshare", "setns", "clone", "clone3", "mount", "umount2", "pivot_root",
+               "ptrace", "bpf", "init_module", "finit_module", "kexec_load", "setuid",
+               "setresuid", "capset", "personality", "keyctl", "add_key", "write", "readv",
+               "pread64", "execve", "execveat", "splice", "sendfile", "memfd_create"}
+    assert not seen & guarded
 
 
 def test_varmor_demo_seccomp_is_a_profile_we_can_load(shared_dir: Path) -> None:
@@ -218,6 +253,85 @@ def test_recorded_workload_runs_under_its_profile_and_nothing_else_does(tmp_path
 
     # And the same command is fine without the filter: the denial is the profile's doing.
     assert subprocess.run(["unshare", "--user", "true"], check=False).returncode == 0
+
+
+#: Waits for its children's output the way event libraries do: epoll for many
+#: descriptors, poll for a few (the count is the input).
+WAITER = """
+import os, selectors, subprocess, sys
+n = int(sys.argv[1])
+kids = [subprocess.Popen(["/bin/echo", str(i)], stdout=subprocess.PIPE) for i in range(n)]
+sel = selectors.EpollSelector() if n > 4 else selectors.PollSelector()
+for kid in kids:
+    sel.register(kid.stdout, selectors.EVENT_READ)
+got = 0
+while got < n:
+    for key, _ in sel.select(5):
+        sys.stdout.write(os.read(key.fd, 64).decode()); sel.unregister(key.fileobj); got += 1
+for kid in kids:
+    kid.wait()
+"""
+
+
+@pytest.mark.slow
+def test_a_wait_of_another_kind_on_other_input_still_runs(tmp_path: Path) -> None:
+    import sys
+
+    script = tmp_path / "waiter.py"
+    script.write_text(WAITER)
+    record([sys.executable, str(script), "8"], tmp_path / "record.log")
+    observed = strace_syscalls(tmp_path / "record.log")
+    assert "epoll_wait" in observed or "epoll_pwait" in observed
+    assert "poll" not in observed  # what makes this test worth having
+    # (timing=False: poll is also one of the timing syscalls; this is about families)
+    rerun = apply_seccomp_and_exec(render_seccomp(BehaviourModel(syscalls=observed),
+                                                  timing=False),
+                                   [sys.executable, str(script), "3"])
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    assert sorted(rerun.stdout.split()) == [b"0", b"1", b"2"]
+    # Without the families the same run is refused at its first poll.
+    log = tmp_path / "exact.log"
+    exact = apply_seccomp_and_exec(
+        render_seccomp(BehaviourModel(syscalls=observed), families=False, timing=False),
+        [sys.executable, str(script), "3"], prefix=["strace", "-f", "-qq", "-o", str(log)])
+    assert exact.returncode != 0
+    # (strace splits the blocking call: "poll(... <unfinished ...>", "<... poll resumed>")
+    assert re.search(r"\bpoll(\(| resumed>).*= -1 EPERM", log.read_text()), "poll not refused"
+
+
+def test_timing_syscalls_are_in_every_profile_unless_asked_not_to() -> None:
+    assert TIMING_SYSCALLS.keys() <= allowed_names(render_seccomp(BehaviourModel()))
+    assert not allowed_names(render_seccomp(BehaviourModel(), runtime=False, timing=False))
+    drops = Drops()
+    render_seccomp(BehaviourModel(), drops=drops)
+    assert drops.total == 0
+
+
+@pytest.mark.slow
+def test_a_slower_reader_makes_xz_wait_and_the_profile_still_holds(tmp_path: Path) -> None:
+    """xz makes a piped stdout non-blocking and polls it only when the pipe is full, that
+    is when the reader is slower than xz: a small input never fills it. Recorded on the
+    small one, the profile must let the large one through."""
+    import os
+
+    for name, size in (("small", 1_000), ("large", 1_000_000)):
+        raw = tmp_path / name
+        raw.write_bytes(os.urandom(size))
+        subprocess.run(["xz", "-k", str(raw)], check=True)
+
+    def pipeline(name: str) -> list[str]:
+        return ["sh", "-c", f"xz -dc {tmp_path / name}.xz | (sleep 0.3; cat > {tmp_path}/out)"]
+
+    record(pipeline("small"), tmp_path / "record.log")
+    observed = strace_syscalls(tmp_path / "record.log")
+    assert not observed & {"poll", "ppoll", "select", "pselect6"}  # what makes it worth having
+    ok = apply_seccomp_and_exec(render_seccomp(BehaviourModel(syscalls=observed)),
+                                pipeline("large"))
+    assert ok.returncode == 0, ok.stderr.decode()
+    assert (tmp_path / "out").read_bytes() == (tmp_path / "large").read_bytes()
+    refused = apply_seccomp_and_exec(
+        render_seccomp(BehaviourModel(syscalls=observed), timing=False), pipeline("large"))
+    assert b"poll() failed" in refused.stderr
 
 
 @pytest.mark.slow
@@ -281,3 +395,12 @@ def test_namespaces_under_the_filter_are_exactly_the_observed_ones(tmp_path: Pat
     assert run("clone-user") == "clone-user EPERM"
     assert run("clone3-user") == "clone3-user ENOSYS"
     assert run("setns-net", "/proc/self/ns/net") == "setns-net EPERM"
+
+
+def test_docs_show_every_family_and_timing_syscall() -> None:
+    docs = (Path(__file__).parent.parent / "docs/profiles.md").read_text()
+    section = docs[docs.index("### Variants and timing"):docs.index("### Enforcing")]
+    for members, _why in SYSCALL_FAMILIES:
+        assert "| " + ", ".join(f"`{n}`" for n in sorted(members)) + " |" in section
+    for name in TIMING_SYSCALLS:
+        assert f"| `{name}` |" in section

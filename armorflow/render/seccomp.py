@@ -1,7 +1,8 @@
 """Render a behaviour model as a deny-by-default OCI / Kubernetes ``localhost`` Seccomp profile.
 
 The profile allows the syscalls the workload was seen making plus the few a container
-runtime makes under the filter while starting it (:mod:`runtime_syscalls`), and answers
+runtime makes under the filter while starting it (:mod:`runtime_syscalls`), the variants
+and timing-dependent calls a second run may make instead (:mod:`syscall_families`), and answers
 every other syscall with EPERM (``SCMP_ACT_ERRNO``). The output is deterministic: equal
 models give equal JSON.
 
@@ -25,6 +26,7 @@ from armorflow.model import BehaviourModel
 from armorflow.nsflags import FLAGS_ARGUMENT, NAMESPACE_SYSCALLS
 from armorflow.render.drops import Drops
 from armorflow.render.runtime_syscalls import RUNTIME_SYSCALLS
+from armorflow.render.syscall_families import TIMING_SYSCALLS, with_families
 
 DEFAULT_ACTION: Final = "SCMP_ACT_ERRNO"
 ALLOW: Final = "SCMP_ACT_ALLOW"
@@ -71,15 +73,24 @@ def render_seccomp(
     extra: Iterable[str] = (),
     runtime: bool = True,
     drops: Drops | None = None,
+    families: bool = True,
+    timing: bool = True,
 ) -> dict[str, Any]:
     """The Seccomp profile of ``model`` as a JSON-ready dict.
 
-    ``extra`` adds syscalls (a user's allow-list); ``runtime=False`` leaves out the
-    runtime start-up set, for a filter a process installs on itself right before its
-    own exec. Unknown names are dropped (counted in ``drops`` when given), because
-    libseccomp refuses a filter that names them.
+    ``extra`` adds syscalls (a user's allow-list, taken as it is); ``runtime=False``
+    leaves out the runtime start-up set, for a filter a process installs on itself right
+    before its own exec. Each syscall the workload made brings its family
+    (:mod:`syscall_families`: the variants its next input may take instead) unless
+    ``families=False``, and the syscalls whose use depends on timing
+    (:data:`TIMING_SYSCALLS`) are allowed unless ``timing=False``. Unknown names are
+    dropped (counted in ``drops`` when given), because libseccomp refuses a filter that
+    names them.
     """
-    wanted = set(model.syscalls) | set(extra)
+    seen = set(model.syscalls)
+    wanted = (with_families(seen) if families else seen) | set(extra)
+    if timing:
+        wanted |= TIMING_SYSCALLS.keys()
     if runtime:
         wanted |= RUNTIME_SYSCALLS.keys()
     filtered = namespace_rules(model, wanted)
