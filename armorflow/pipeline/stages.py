@@ -80,7 +80,7 @@ class ClassifierStage:
         return self.mapper
 
     def close(self, window: ClosedWindow) -> ClosedWindow:
-        from armorflow.pipeline.classifier import content, guard, replicas, safety
+        from armorflow.pipeline.classifier import content, guard, replicas, safety, written
 
         model = window.model
         model.fold_learned(safety.allows)
@@ -90,6 +90,13 @@ class ClassifierStage:
             window.counts["replicaGlobs"] = len(merged)
             window.notes.extend(f"{g.pattern}: {g.describe()} ({', '.join(g.literals)})"
                                 for g in merged)
+        generated, refused_written = written.collapse_written(model)
+        if generated:
+            window.counts["writtenGlobs"] = len(generated)
+            window.notes.extend(f"{g.pattern}: {g.describe()} ({', '.join(g.literals)})"
+                                for g in generated)
+        if refused_written:
+            window.counts["writtenGlobsRefused"] = refused_written
         if self._content:
             made = content.generalise_content(model)
             if made:

@@ -4,7 +4,8 @@ A model keeps, per collapsed pattern, the smallest literal paths it replaced. Ea
 wildcard segment of the pattern is explained from one of them: the classifier's own
 :class:`~armorflow.pipeline.classifier.classifier.Explanation` when the classifier puts
 the same segment there, else the sibling collapse (numbered names, digit runs merged),
-the read-only content rule (classifier/content.py), or a pattern the model learned from a
+the read-only content rule (classifier/content.py), the written-names passes
+(classifier/written.py), or a pattern the model learned from a
 sibling name and folded this one into.
 """
 
@@ -118,7 +119,29 @@ def _replica_origin(pattern: str, model: BehaviourModel) -> GlobOrigin | None:
         f"them do ({pods})",))
 
 
+def _written_origin(pattern: str, model: BehaviourModel) -> GlobOrigin | None:
+    """The written-names explanation (classifier/written.py), when its passes make
+    exactly this glob from the glob's examples."""
+    from armorflow.pipeline.classifier import written
+
+    made = written.explain(pattern, model.collapsed.get(pattern, set()))
+    if made is None:
+        return None
+    last, example_last = pattern.rpartition("/")[2], made.literals[0].rpartition("/")[2]
+    if made.kind == "counter" and pattern.count("*") == 1 and _numbered_sibling(
+            last, example_last):
+        return None  # the sibling collapse makes the same glob, and made it first
+    if made.kind == "template":
+        why = ("temporary name: written names of one template (a short prefix, a random "
+               "run of fixed width, a suffix), one ? per random character")
+    else:
+        why = ("generated names: written paths that differ only in counters (digit runs) "
+               "or two-character fan-out directories")
+    return GlobOrigin(pattern, made.literals[0], (why,))
+
+
 def model_origins(model: BehaviourModel, classifier: PathClassifier) -> list[GlobOrigin]:
     """:func:`glob_origin` for every glob of the model."""
-    return [_replica_origin(p, model) or glob_origin(p, model.collapsed.get(p, set()), classifier)
+    return [_replica_origin(p, model) or _written_origin(p, model)
+            or glob_origin(p, model.collapsed.get(p, set()), classifier)
             for p in model_globs(model)]
