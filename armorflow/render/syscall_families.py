@@ -75,8 +75,9 @@ SYSCALL_FAMILIES: Final[tuple[tuple[frozenset[str], str], ...]] = (
     (frozenset({"unlink", "unlinkat", "rmdir"}),
      "removing a name (unlinkat with AT_REMOVEDIR is rmdir)"),
     (frozenset({"rename", "renameat", "renameat2"}), "renaming"),
-    (frozenset({"link", "linkat"}), "making a hard link"),
-    (frozenset({"symlink", "symlinkat"}), "making a symbolic link"),
+    (frozenset({"link", "linkat", "symlink", "symlinkat"}),
+     "making a name for another file, hard or symbolic: what an extracted archive or a "
+     "copied tree holds decides which; the AppArmor rules (l, w) decide where"),
     (frozenset({"readlink", "readlinkat"}), "reading a symbolic link"),
     (frozenset({"chmod", "fchmod", "fchmodat"}), "changing a file's mode"),
     (frozenset({"chown", "lchown", "fchown", "fchownat"}), "changing a file's owner"),
