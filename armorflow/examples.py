@@ -12,7 +12,8 @@ EXAMPLES: Final[dict[str, tuple[str, ...]]] = {
     "topics": ("armorflow topics                      # the layout",
                "armorflow topics --create -b kafka-1:9092"),
     "agent": ("armorflow agent --node $(hostname) --cri-endpoint /run/containerd/containerd.sock",
-              "armorflow agent --local-profile demo --duration 60"),
+              "armorflow agent --local-profile demo --duration 60",
+              "armorflow agent --kube --seccomp-root /var/lib/kubelet/seccomp"),
     "audit": ("armorflow audit --from /var/log/audit/audit.log --out events.jsonl",
               "armorflow audit --follow --audit-log-paths "
               "'/var/log/audit/audit.log|/var/log/kern.log'"),

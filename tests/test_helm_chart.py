@@ -158,7 +158,8 @@ def test_seed_values_reach_the_pods() -> None:
     # vArmor's spelling reaches the agent as its own option name
     assert container["args"] == [
         "agent", "--cri-endpoint=unix:///run/containerd/containerd.sock", "--kube", "--tracer",
-        "--metrics-port=8081", "--audit-log-paths=/var/log/audit/audit.log|/var/log/kern.log"]
+        "--seccomp-root=/var/lib/kubelet/seccomp", "--metrics-port=8081",
+        "--audit-log-paths=/var/log/audit/audit.log|/var/log/kern.log"]
     assert container["resources"] == {
         "requests": {"cpu": "500m", "memory": "500Mi"}, "limits": {"cpu": "2", "memory": "2Gi"},
     }
@@ -224,7 +225,16 @@ def test_rbac_is_least_privilege() -> None:
         ("deployments", "patch"), ("statefulsets", "patch"), ("daemonsets", "patch"),
     }
     agent = roles["varmor-armorflow-agent"]
-    assert agent == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+    assert agent == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+                     {"apiGroups": ["crd.varmor.org"], "resources": ["armorprofilemodels"],
+                      "verbs": ["list"]}]
+    reads = {(r, v) for rule in operator for r in rule["resources"] for v in rule["verbs"]}
+    assert ("armorprofilemodels", "get") in reads
+    # without the kubelet's seccomp directory the agent reads no models
+    roles = {d["metadata"]["name"]: d["rules"] for d in
+             by_kind(render("--set", "agent.kubeletSeccompDir="), "ClusterRole")}
+    assert roles["varmor-armorflow-agent"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
     pipeline = {(r, v) for rule in roles["varmor-armorflow-pipeline"]
                 for r in rule["resources"] for v in rule["verbs"]}
     assert pipeline == {("armorprofilemodels", "get"), ("armorprofilemodels", "create"),
@@ -369,6 +379,32 @@ def test_agent_asks_the_runtime_socket_the_chart_mounts() -> None:
                     "--set", "agent.criSocket=crio.sock") == (
         ["--cri-endpoint=unix:///run/containerd/crio.sock"], {"host": "/var/run/crio"})
     assert cri_args("--set", "agent.criSocket=")[0] == []  # the API server only
+
+
+def test_agent_writes_profiles_where_the_kubelet_reads_them() -> None:
+    """The agent's --seccomp-root is the host's kubelet seccomp directory, writable, and
+    goes away with the value."""
+    def seccomp(*sets: str) -> tuple[list[str], str | None, Any]:
+        docs = render(*sets)
+        container = agent_container(docs)
+        (ds,) = by_kind(docs, "DaemonSet")
+        volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        args = [a for a in container["args"] if a.startswith("--seccomp-root")]
+        mount = mounts.get("kubelet-seccomp")
+        volume = volumes.get("kubelet-seccomp")
+        if mount is not None:
+            assert not mount.get("readOnly") and args == [
+                f"--seccomp-root={mount['mountPath']}"]
+        return args, volume and volume["hostPath"]["path"], mount
+
+    args, host, _ = seccomp()
+    assert args == ["--seccomp-root=/var/lib/kubelet/seccomp"]
+    assert host == "/var/lib/kubelet/seccomp"
+    # a kubelet with another --root-dir
+    assert seccomp("--set", "agent.kubeletSeccompDir=/data/kubelet/seccomp")[1] == (
+        "/data/kubelet/seccomp")
+    assert seccomp("--set", "agent.kubeletSeccompDir=") == ([], None, None)
 
 
 # --- metrics, probes, topics, Kafka address (issue #18 items 5 and 9) ------------------------

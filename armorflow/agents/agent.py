@@ -397,20 +397,25 @@ def load_targets_file(path: Path) -> list[Target]:
     return [Target.from_json(str(item.get("profile", "")), orjson.dumps(item)) for item in items]
 
 
-def kube_pod_lister(node: str, kubeconfig: Path | None = None
-                    ) -> Callable[[], list[dict[str, Any]]]:
-    """List this node's pods as JSON dicts (in-cluster config, else the kubeconfig)."""
+def kube_api_client(kubeconfig: Path | None = None) -> Any:
+    """An API client: the kubeconfig given, else the in-cluster config, else ~/.kube."""
     from kubernetes import client, config
 
     if kubeconfig is not None:
-        api_client = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-    else:
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-        api_client = None
-    api = client.CoreV1Api(api_client)
+        return config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def kube_pod_lister(node: str, kubeconfig: Path | None = None
+                    ) -> Callable[[], list[dict[str, Any]]]:
+    """List this node's pods as JSON dicts (in-cluster config, else the kubeconfig)."""
+    from kubernetes import client
+
+    api = client.CoreV1Api(kube_api_client(kubeconfig))
 
     def list_pods() -> list[dict[str, Any]]:
         # The raw response: parsing JSON ourselves is much faster than model objects.

@@ -86,6 +86,15 @@ def agent_command(
         help="Follow the operator's armorflow.targets topic.")] = True,
     kube: Annotated[bool, typer.Option(
         help="Resolve containers to pods through the Kubernetes API.")] = False,
+    kubeconfig: Annotated[Path | None, typer.Option(
+        help="Kubeconfig for --kube and --seccomp-root (default: in-cluster, then "
+             "~/.kube/config).")] = None,
+    seccomp_root: Annotated[Path | None, typer.Option(
+        help="Keep the Seccomp profile of every Completed ArmorProfileModel in "
+             "ROOT/armorflow/ for pods that ask for it as Localhost (the kubelet's "
+             "seccomp directory, e.g. /var/lib/kubelet/seccomp).")] = None,
+    seccomp_sync_seconds: Annotated[float, typer.Option(
+        min=1.0, help="How often --seccomp-root lists the models.")] = 10.0,
     cri_endpoint: Annotated[str | None, typer.Option(
         envvar="ARMORFLOW_CRI_ENDPOINT",
         help="Resolve containers through the runtime's CRI socket first "
@@ -109,9 +118,16 @@ def agent_command(
         audit=audit, audit_log_paths=audit_log_paths, include_denied=include_denied,
         audit_from_start=audit_from_start, local_profile=local_profile,
         targets_file=targets_file, follow_targets_topic=targets_topic, kube=kube,
-        cri_endpoint=cri_endpoint, tracer=tracer,
+        kubeconfig=kubeconfig, cri_endpoint=cri_endpoint, tracer=tracer,
     )
     agent = build_agent(opts)
+    installer = None
+    if seccomp_root is not None:
+        from armorflow.agents.agent import kube_api_client
+        from armorflow.agents.installer import SeccompInstaller, kube_model_lister
+
+        installer = SeccompInstaller(kube_model_lister(kube_api_client(kubeconfig)),
+                                     seccomp_root, seccomp_sync_seconds).start()
 
     typer.echo(f"agent on {opts.node} publishing to {opts.settings.bootstrap_servers}", err=True)
     server = agent_metrics(agent).serve(metrics_port)
@@ -119,10 +135,15 @@ def agent_command(
         with on_stop(lambda _signum: agent.stop()):
             agent.run(duration)
     finally:
+        if installer is not None:
+            installer.stop()
         agent.close()
         if server is not None:
             server.stop()
-    typer.echo(json.dumps(agent.stats()), err=True)
+    stats = agent.stats()
+    if installer is not None:
+        stats["seccomp_installer"] = installer.stats()
+    typer.echo(json.dumps(stats), err=True)
 
 
 # --- armorflow audit ------------------------------------------------------------------------

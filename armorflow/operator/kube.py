@@ -18,6 +18,7 @@ from kubernetes import config as _config
 from kubernetes.client.exceptions import ApiException
 
 from armorflow import __version__
+from armorflow.resource import PLURAL as MODEL_PLURAL
 
 from .policy import GROUP, KIND_CLUSTER_POLICY, PLURALS, VERSION
 from .workloads import WorkloadRef, restart_patch
@@ -175,7 +176,24 @@ class Kube:
         return [i for i in items or [] if isinstance(i, dict)]
 
     def restart_workload(self, ref: WorkloadRef, stamp: str) -> None:
+        self.patch_workload(ref, restart_patch(stamp))
+
+    def patch_workload(self, ref: WorkloadRef, body: dict[str, Any]) -> None:
+        """Patch a Deployment, StatefulSet or DaemonSet (the client sends a strategic merge
+        patch; the bodies used here merge nested objects only, so any patch type agrees)."""
         plural = {"Deployment": "deployment", "StatefulSet": "stateful_set",
                   "DaemonSet": "daemon_set"}[ref.kind]
         fn = getattr(self.apps, f"patch_namespaced_{plural}")
-        fn(ref.name, ref.namespace, restart_patch(stamp), _preload_content=False)
+        fn(ref.name, ref.namespace, body, _preload_content=False)
+
+    def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """An ArmorProfileModel as a dict, or None when there is none."""
+        try:
+            resp = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, MODEL_PLURAL, name, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        obj = _decode(resp)
+        return obj if isinstance(obj, dict) else None

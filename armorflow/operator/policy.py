@@ -39,6 +39,10 @@ TARGET_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet", "Pod")
 #: named after it and their ArmorProfileModel lives there.
 DEFAULT_SYSTEM_NAMESPACE: Final = "varmor"
 
+#: The opt-in field (under ``spec.policy.modelingOptions``) that has the operator put a
+#: Completed model's Seccomp profile into force on the policy's target workloads.
+ENFORCE_SECCOMP_FIELD: Final = "enforceSeccompWhenCompleted"
+
 #: Longest Kubernetes object name (DNS subdomain): the profile names an ArmorProfileModel.
 MAX_PROFILE_NAME: Final = 253
 
@@ -78,6 +82,8 @@ class PolicyStatus:
     completed_ts: int | None = None
     observed_generation: int | None = None
     conditions: tuple[dict[str, Any], ...] = ()
+    #: ``status.seccompEnforcement`` as the operator last wrote it (see :mod:`enforcement`)
+    seccomp_enforcement: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,9 @@ class Policy:
     mode: str
     duration: int | None  # minutes
     update_existing_workloads: bool
+    #: ``modelingOptions.enforceSeccompWhenCompleted``: once Completed, the operator sets
+    #: the learned Seccomp profile (``Localhost``) in the targets' pod templates.
+    enforce_seccomp: bool
     target: PolicyTarget
     status: PolicyStatus
     problems: tuple[str, ...]
@@ -159,6 +168,8 @@ def _parse_status(raw: Any) -> PolicyStatus:
         observed_generation=_opt_int(raw.get("observedGeneration")),
         conditions=tuple(c for c in conditions if isinstance(c, dict))
         if isinstance(conditions, list) else (),
+        seccomp_enforcement=raw.get("seccompEnforcement")
+        if isinstance(raw.get("seccompEnforcement"), dict) else None,
     )
 
 
@@ -198,6 +209,18 @@ def _parse_target(raw: Any, problems: list[str]) -> PolicyTarget:
     return PolicyTarget(kind=str(kind or ""), name=name, selector=selector, containers=containers)
 
 
+def _parse_enforce_seccomp(options: Any, enforcer: str, problems: list[str]) -> bool:
+    raw = options.get(ENFORCE_SECCOMP_FIELD, False) if isinstance(options, dict) else False
+    if not isinstance(raw, bool):
+        problems.append(f"policy.modelingOptions.{ENFORCE_SECCOMP_FIELD} must be true or false")
+        return False
+    if raw and "Seccomp" not in enforcer:
+        problems.append(f"policy.modelingOptions.{ENFORCE_SECCOMP_FIELD} needs an enforcer "
+                        f"that models Seccomp, not {enforcer or 'none'}")
+        return False
+    return raw
+
+
 def parse_policy(obj: Any, system_namespace: str = DEFAULT_SYSTEM_NAMESPACE) -> Policy:
     """Read one policy object; spec problems are collected, never raised."""
     if not isinstance(obj, dict):
@@ -227,6 +250,7 @@ def parse_policy(obj: Any, system_namespace: str = DEFAULT_SYSTEM_NAMESPACE) -> 
     if mode not in MODES:
         problems.append(f"policy.mode {mode!r} is not one of {sorted(MODES)}")
     duration: int | None = None
+    enforce_seccomp = False
     if mode == MODE_BEHAVIOR_MODELING:
         if enforcer not in ENFORCERS:
             problems.append(f"policy.enforcer {enforcer!r} is not one of {sorted(ENFORCERS)}")
@@ -246,6 +270,7 @@ def parse_policy(obj: Any, system_namespace: str = DEFAULT_SYSTEM_NAMESPACE) -> 
             problems.append(f"policy.modelingOptions.duration {duration} is longer than "
                             f"{MAX_DURATION_S / 60:.0f} minutes (a year)")
             duration = None
+        enforce_seccomp = _parse_enforce_seccomp(options, enforcer, problems)
     update = spec.get("updateExistingWorkloads", False)
     if not isinstance(update, bool):
         problems.append("updateExistingWorkloads must be true or false")
@@ -264,6 +289,7 @@ def parse_policy(obj: Any, system_namespace: str = DEFAULT_SYSTEM_NAMESPACE) -> 
         mode=mode,
         duration=duration,
         update_existing_workloads=update,
+        enforce_seccomp=enforce_seccomp,
         target=target,
         status=_parse_status(obj.get("status")),
         problems=tuple(problems),

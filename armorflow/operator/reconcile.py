@@ -212,6 +212,8 @@ def plan_reconcile(
 
     ready_cond = next((c for c in previous if c.get("type") == COND_READY), None)
     kept = [ready_cond] if ready_cond is not None else []
+    # Conditions other parts own (enforcement's SeccompEnforced) stay, after these two.
+    others = [c for c in previous if c.get("type") not in (COND_READY, COND_ACCEPTED)]
 
     if policy.mode != st.accepted_mode:
         message = (
@@ -220,6 +222,7 @@ def plan_reconcile(
         )
         new = _status_dict(policy, profile, **_observed(policy), conditions=[
             *kept, condition(previous, COND_ACCEPTED, False, "ModeSwitchRefused", message, now_ns),
+            *others,
         ])
         plan.status = None if _same_status(policy, new, profile) else new
         if plan.status is not None:
@@ -229,7 +232,8 @@ def plan_reconcile(
     accepted = condition(previous, COND_ACCEPTED, True, "Accepted", "", now_ns)
     if st.accepted_mode != MODE_BEHAVIOR_MODELING:
         # An unsupported mode, already reported: only a resolved refusal is cleared.
-        new = _status_dict(policy, profile, **_observed(policy), conditions=[*kept, accepted])
+        new = _status_dict(policy, profile, **_observed(policy),
+                           conditions=[*kept, accepted, *others])
         plan.status = None if _same_status(policy, new, profile) else new
         return plan
 
@@ -237,6 +241,7 @@ def plan_reconcile(
         message = "the change is not applied: " + "; ".join(policy.problems)
         new = _status_dict(policy, profile, **_observed(policy), conditions=[
             *kept, condition(previous, COND_ACCEPTED, False, "InvalidSpec", message, now_ns),
+            *others,
         ])
         plan.status = None if _same_status(policy, new, profile) else new
         return plan
@@ -269,7 +274,7 @@ def plan_reconcile(
         # retried without opening the window again.
         plan.restart = policy.update_existing_workloads and st.workloads_restarted is None
     new = _status_dict(policy, profile, **_observed(policy), modeling=modeling,
-                       conditions=[*kept, accepted])
+                       conditions=[*kept, accepted, *others])
     plan.status = None if _same_status(policy, new, profile) else new
     return plan
 

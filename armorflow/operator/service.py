@@ -15,17 +15,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, Literal
 
 from confluent_kafka import KafkaError, TopicPartition
 
+from armorflow.agents.enforce import EnforceError, localhost_path, seccomp_of
 from armorflow.config import KafkaSettings
 from armorflow.control import PHASE_COMPLETED, PHASE_FAILED, PolicyRef, make_control
 from armorflow.counters import CounterSet
 from armorflow.kafka import make_consumer
 from armorflow.metrics import ComponentMetrics, SnapshotCollector, one
+from armorflow.resource import ResourceError, read_resource
 from armorflow.topics import STATUS_TOPIC, TARGETS_TOPIC
 
+from .enforcement import plan_seccomp_enforcement, wants_enforcement
 from .kube import WATCH_TIMEOUT_S, Kube, PolicyWatch
 from .messaging import ControlPublisher, StatusListener, StatusReport
 from .policy import (
@@ -35,6 +39,7 @@ from .policy import (
     MODE_BEHAVIOR_MODELING,
     Policy,
     PolicyError,
+    model_namespace,
     parse_policy,
     profile_name,
 )
@@ -48,6 +53,7 @@ from .workloads import (
     label_selector,
     matched_workloads,
     pod_scope,
+    seccomp_patch,
 )
 
 log = logging.getLogger(__name__)
@@ -78,6 +84,7 @@ class OperatorCounters(CounterSet):
     targets: int = 0
     status_writes: int = 0
     restarts: int = 0
+    seccomp_patches: int = 0
     completions: int = 0
     errors: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
@@ -287,6 +294,8 @@ class OperatorService:
             early = self._unclaimed.pop(profile, None)
             if early is not None:
                 self._report(early)
+        if wants_enforcement(policy):
+            self._enforce_seccomp(policy)
 
     def _resolve_pods(self, policy: Policy) -> PodScope | None:
         """The target's pods for the agents (a named target is looked up while it is, or is
@@ -366,6 +375,36 @@ class OperatorService:
             count += 1
         self.counters.restarts += count
         return count
+
+    def _enforce_seccomp(self, policy: Policy) -> None:
+        """Set the Completed model's Seccomp profile in the target workloads (opt-in)."""
+        profile = self._profile(policy)
+        namespace = model_namespace(policy, self.system_namespace)
+        _path, localhost_profile = localhost_path(Path("/"), profile)
+        problem: str | None = None
+        obj = self.kube.get_model(namespace, profile)
+        if obj is None:
+            problem = f"the ArmorProfileModel {namespace}/{profile} is not there"
+        else:
+            try:
+                seccomp_of(read_resource(obj), render=False)
+            except (ResourceError, EnforceError) as exc:
+                problem = f"the ArmorProfileModel {namespace}/{profile}: {exc}"
+        objects: list[dict[str, Any]] = []
+        if problem is None and policy.target.kind in LISTABLE_KINDS:
+            objects = self.kube.list_workloads(
+                policy.target.kind, None if policy.cluster_wide else policy.namespace,
+                label_selector(self.match_label))
+        plan = plan_seccomp_enforcement(policy, localhost_profile, problem, objects,
+                                        self.match_label, self.clock())
+        for note in plan.notes:
+            log.info("%s", note)
+        for ref in plan.patch:
+            self.kube.patch_workload(ref, seccomp_patch(localhost_profile))
+            self.counters.seccomp_patches += 1
+        if plan.status is not None:
+            self.kube.patch_status(policy.kind, policy.namespace, policy.name, plan.status)
+            self.counters.status_writes += 1
 
     # -- policies deleted while the operator was away -------------------------------------
 

@@ -163,3 +163,55 @@ def pod_scope(policy: Policy, objects: list[dict[str, Any]] | None = None,
         return PodScope(MATCHES_NOTHING, own)
     key = min(found, key=lambda k: min(found[k]))
     return PodScope(first[key], tuple(sorted(set(found[key]))))
+
+
+# --- the learned Seccomp profile in a pod template ------------------------------------------
+
+#: Kinds whose pod template the operator can change; a bare Pod's securityContext is fixed
+#: once it is created, so a Pod target is reported, not patched.
+PATCHABLE_KINDS: Final = RESTARTABLE_KINDS
+
+
+def localhost_seccomp(localhost_profile: str) -> dict[str, Any]:
+    return {"type": "Localhost", "localhostProfile": localhost_profile}
+
+
+def _pod_spec(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return {}
+    if kind != "Pod":
+        template = spec.get("template")
+        spec = template.get("spec") if isinstance(template, dict) else None
+    return spec if isinstance(spec, dict) else {}
+
+
+def pod_seccomp(kind: str, obj: dict[str, Any]) -> Any:
+    """The pod-level ``securityContext.seccompProfile`` of a workload's pods (or None)."""
+    context = _pod_spec(kind, obj).get("securityContext")
+    return context.get("seccompProfile") if isinstance(context, dict) else None
+
+
+def containers_with_own_seccomp(kind: str, obj: dict[str, Any]) -> list[str]:
+    """Containers whose own ``securityContext.seccompProfile`` overrides the pod's: the
+    operator leaves them as they are (a container's choice wins in Kubernetes) and says so."""
+    spec = _pod_spec(kind, obj)
+    out: list[str] = []
+    for group in ("initContainers", "containers"):
+        for container in spec.get(group) or []:
+            if not isinstance(container, dict):
+                continue
+            context = container.get("securityContext")
+            if isinstance(context, dict) and context.get("seccompProfile") is not None:
+                out.append(str(container.get("name") or "?"))
+    return out
+
+
+def seccomp_patch(localhost_profile: str) -> dict[str, Any]:
+    """The patch that makes a workload's pods run under a Localhost Seccomp profile.
+
+    Only the pod-level field changes (a merge of nested objects, the same under JSON merge
+    and strategic merge patch); changing the template rolls the pods.
+    """
+    return {"spec": {"template": {"spec": {"securityContext": {
+        "seccompProfile": localhost_seccomp(localhost_profile)}}}}}
