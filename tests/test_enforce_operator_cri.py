@@ -15,12 +15,14 @@ runs the workload with another input (it succeeds) and the namespace and mount p
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from armorflow.agents.agent import Agent, TargetsFeed, TracerFeed
@@ -29,7 +31,7 @@ from armorflow.agents.cri import CriClient, CriResolver
 from armorflow.agents.installer import SeccompInstaller, kube_model_lister
 from armorflow.agents.publish import Publisher
 from armorflow.broker import EmbeddedBroker
-from armorflow.operator.kube import Kube
+from armorflow.operator.kube import USER_AGENT, Kube
 from armorflow.operator.service import OperatorService
 from armorflow.operator.workloads import ENABLE_LABEL
 from armorflow.resource import GROUP, VERSION
@@ -45,10 +47,13 @@ from test_enforce_seccomp_cri import (  # noqa: F401  (fixtures)
     tracer,
     wait_for_pid,
 )
+from test_operator_e2e import _rbac_request
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.broker]
 
 PROFILE = "varmor-shop-web"
+REPO = Path(__file__).resolve().parents[1]
+AGENT_USER_AGENT = "armorflow-agent-installer-test"
 NODE = "node-operator-cri"
 
 
@@ -95,6 +100,17 @@ def kubelet_seccomp_file(template: dict[str, Any], root: Path) -> Path | None:
     return root / relative
 
 
+def chart_role(component: str) -> set[tuple[str, str, str]]:
+    """(group, resource, verb) the chart's ClusterRole of ``component`` allows."""
+    chart = subprocess.run(
+        [str(REPO / ".tools" / "bin" / "helm"), "template", "varmor", str(REPO / "helm" /
+         "armorflow"), "--namespace", "varmor", "--show-only", f"templates/{component}.yaml"],
+        capture_output=True, text=True, timeout=60, check=True).stdout
+    (role,) = [d for d in yaml.safe_load_all(chart) if d and d["kind"] == "ClusterRole"]
+    return {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+            for resource in rule["resources"] for verb in rule["verbs"]}
+
+
 def pod_template(apps: Any) -> dict[str, Any]:
     """The Deployment's pod template as the API serves it (JSON field names)."""
     template: dict[str, Any] = client.ApiClient().sanitize_for_serialization(
@@ -131,7 +147,8 @@ def test_policy_to_enforced_container(
     worker = WorkerProcess(broker, app_id=f"enforce-{time.time_ns()}", workdir=tmp_path,
                            grace_s=1.0,
                            extra=["--sink", f"k8s://?kubeconfig={kube.kubeconfig_path}"]).start()
-    service = OperatorService(Kube(api), broker.settings(), resync_s=1.0,
+    # the operator's own client: its requests carry its user agent, the test's do not
+    service = OperatorService(Kube(kube.api_client()), broker.settings(), resync_s=1.0,
                               status_group=f"enforce-cri-{time.time_ns()}")
     try:
         worker.wait_ready()
@@ -187,12 +204,28 @@ def test_policy_to_enforced_container(
         profile_file = kubelet_seccomp_file(pod_template(apps), root)
         assert profile_file == root / "armorflow" / f"{PROFILE}.json"
         # ...and the node's agent writes it where the kubelet looks.
-        installer = SeccompInstaller(kube_model_lister(api), root)
+        agent_api = kube.api_client()
+        agent_api.user_agent = AGENT_USER_AGENT
+        installer = SeccompInstaller(kube_model_lister(agent_api), root)
         installer.sync()
         assert installer.counters.installed == 1 and profile_file.is_file()
     finally:
         service.stop()
         worker.stop()
+
+    # Every request the operator and the installer made is one the chart's roles allow
+    # (the emulator does not enforce RBAC: its request log is checked against them).
+    requests = kube.call(lambda: list(kube.handler))
+    for component, agent_name in (("operator", USER_AGENT), ("agent", AGENT_USER_AGENT)):
+        made = {_rbac_request(r.method.value, r.url.path, dict(r.params)) for r in requests
+                if r.headers.get("User-Agent") == agent_name}
+        allowed = chart_role(component)
+        assert made and made <= allowed, (component, sorted(made - allowed))
+        if component == "operator":
+            assert {("crd.varmor.org", "armorprofilemodels", "get"),
+                    ("apps", "deployments", "patch")} <= made
+        else:
+            assert made == {("crd.varmor.org", "armorprofilemodels", "list")}
 
     # Run 2: the patched template's pod, under its profile, with another input.
     pod = containerd.run_pod("web-2", "shop", labels={"app": "enforced"})
