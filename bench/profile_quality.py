@@ -331,8 +331,9 @@ def prepare_git(w: Path, mix: int) -> Mix:
         files = {"lib/util.c": b"int f(void){return 1;}\n" * 30,
                  "include/util.h": b"int f(void);\n", "data/big.bin": _rand(500_000, 7),
                  "notes.md": b"notes\n"}
+        # count.txt: the output file of run 2's extra step, named by the mix
         names = {"lib", "util.c", "include", "util.h", "data", "big.bin", "notes.md",
-                 "notes.txt", "release-2", "v2.0"}
+                 "notes.txt", "release-2", "v2.0", "count.txt"}
         steps = [*env, ["run", "git", "init", "-q", "-b", "main", str(repo)], ["cd", str(repo)],
                  ["run", "git", "add", "-A"], ["run", "git", "commit", "-q", "-m", "first"],
                  ["run", "git", "branch", "release-2"],
@@ -766,7 +767,8 @@ def table(rows: Sequence[Row], verbose: bool) -> str:
                 out.append(f"    seccomp: {r.run2_seccomp_detail}")
             for note in r.probe_notes:
                 out.append(f"    probe: {note}")
-            for u in r.uncovered[:10]:
+            # the ones that count against the "without new content" column first
+            for u in sorted(r.uncovered, key=lambda u: bool(u["new_content"]))[:10]:
                 tgt = f" -> {u['target']}" if u["target"] else ""
                 out.append(f"    uncovered {u['perms']:<3} {u['path']}{tgt} ({u['syscall']}; "
                            f"{u['cause']})")

@@ -86,6 +86,30 @@ def test_a_tree_never_holds_a_refused_place() -> None:
     assert "/srv/app/**" not in content_globs(_model(files))
 
 
+HEADERS = ["bits/types.h", "bits/stdio.h", "bits/wordsize.h", "bits/types/FILE.h",
+           "bits/types/__FILE.h", "gnu/stubs.h", "gnu/stubs-64.h", "sys/cdefs.h",
+           "bits/floatn.h", "bits/time64.h"]
+
+
+def test_a_tree_read_at_its_top_too_widens_to_its_top() -> None:
+    """gcc's shape: many headers in one subtree and a few in the directory above it.
+    Files read in the directory itself show the content spans it, so the next program's
+    headers there are covered; one file there does not."""
+    arch = {f"/usr/include/x86_64-linux-gnu/{h}": "r" for h in HEADERS}
+    top = {f"/usr/include/{h}": "r" for h in ("stdio.h", "features.h", "stdc-predef.h")}
+    made = content_globs(_model(arch | top))
+    assert list(made) == ["/usr/include/**"]
+    assert made["/usr/include/**"].files == 13
+    assert matches("/usr/include/**", "/usr/include/string.h")
+    one = content_globs(_model(arch | {"/usr/include/stdio.h": "r"}))
+    assert list(one) == ["/usr/include/x86_64-linux-gnu/**"]
+    # A spanning ancestor that is refused (or holds a refused place) keeps the narrower
+    # tree: /var/lib/** would reach the kubelet's state.
+    app = {f"/var/lib/app/{h}": "r" for h in HEADERS}
+    above = {f"/var/lib/{n}": "r" for n in ("a.txt", "b.txt", "c.txt")}
+    assert list(content_globs(_model(app | above))) == ["/var/lib/app/**"]
+
+
 def test_trees_stay_below_the_second_level_and_write_or_exec_never_widen() -> None:
     # Twelve files over five directories right under /srv: /srv/** would be too wide.
     model = _model({f"/srv/{name}": "r" for name in SITE})

@@ -54,14 +54,24 @@ def test_template_names_become_fixed_width_globs() -> None:
                    _file("/work/tmp/Makefile", "r"), _file("/work/tmp/notes.txt"))
     made, refused = collapse_written(model)
     assert refused == 0
-    assert sorted(g.pattern for g in made) == [
-        "/work/tmp/cc??????.cdtor.c", "/work/tmp/cc??????.o", "/work/tmp/cc??????.res",
-        "/work/tmp/cc??????.s"]
+    # one template seen with four suffixes: any suffix, the width kept
+    assert [g.pattern for g in made] == ["/work/tmp/cc??????.*"]
     rules = _rules(model)
     assert "/work/tmp/notes.txt" in rules and "/work/tmp/Makefile" in rules
-    assert matches("/work/tmp/cc??????.s", "/work/tmp/ccQ2wErT.s")
-    assert not matches("/work/tmp/cc??????.s", "/work/tmp/ccQ2wErTy.s")  # width kept
-    assert not matches("/work/tmp/cc??????.s", "/work/tmp/cc/x/yz.s")
+    assert matches("/work/tmp/cc??????.*", "/work/tmp/ccQ2wErT.o")  # a suffix not seen
+    assert not matches("/work/tmp/cc??????.*", "/work/tmp/ccQ2wErTy.s")  # width kept
+    assert not matches("/work/tmp/cc??????.*", "/work/tmp/ccQ2wErT")  # a suffix needed
+    assert not matches("/work/tmp/cc??????.*", "/work/tmp/cc/x/yz.s")
+    assert not matches("/work/tmp/cc??????.*", "/work/tmp/ccQ2wErT.s/x")
+
+
+def test_one_suffix_stays_literal() -> None:
+    model = _model(_file("/work/tmp/ccYkKRXS.s"), _file("/work/tmp/cc8gclYn.s"),
+                   _file("/work/tmp/tmpAb3dEf"), _file("/work/tmp/tmpQ9wErT.log"))
+    made, _refused = collapse_written(model)
+    # ``tmp`` with and without a suffix: one suffix each, kept
+    assert sorted(g.pattern for g in made) == [
+        "/work/tmp/cc??????.s", "/work/tmp/tmp??????", "/work/tmp/tmp??????.log"]
 
 
 def test_a_lone_name_needs_the_full_template_shape() -> None:
@@ -72,6 +82,37 @@ def test_a_lone_name_needs_the_full_template_shape() -> None:
     assert [g.pattern for g in made] == ["/srv/repo/.git/t??????"]
     assert {"/srv/repo/.git/cacheData.json", "/srv/repo/.git/ccYkKRXS.s",
             "/srv/repo/.git/ORIG_HEAD"} <= set(_rules(model))
+
+
+
+def test_a_word_and_separator_prefix_is_a_template_prefix() -> None:
+    # git's update-server-info writes info/refs through refs_XXXXXX
+    model = _model(_file("/srv/repo/.git/info/refs_vfPFqB"),
+                   _file("/srv/repo/.git/info/refs_Q2wE9t"),
+                   _file("/srv/repo/.git/info/exclude_old"),
+                   _file("/srv/repo/.git/info/my_report"))
+    made, _refused = collapse_written(model)
+    assert [g.pattern for g in made] == ["/srv/repo/.git/info/refs_??????"]
+    assert {"/srv/repo/.git/info/exclude_old", "/srv/repo/.git/info/my_report"} <= set(
+        _rules(model))
+    # a prefix must hold a letter and end in the separator: no ``__``-only or ``1-``
+    for name in ("__Ab3dE6", "12-Ab3dE6", "a.b_Ab3dE6"):
+        assert collapse_written(_model(_file(f"/srv/x/{name}")))[0] == [], name
+
+
+@pytest.mark.parametrize(("name", "generated"), [
+    ("tFVkZqM", True),   # git's template with no digit drawn: the case gives it away
+    ("tqZxWbK", True),
+    ("tMyFile", False),  # CamelCase words: one capital after the first letter
+    ("tReadMe", False),
+    ("tREADME", False),  # capitals only
+    ("treport", False),
+    ("tABCdef", True),
+])
+def test_a_lone_name_without_digits_needs_irregular_case(name: str, generated: bool) -> None:
+    model = _model(_file(f"/srv/repo/.git/{name}"))
+    made, _refused = collapse_written(model)
+    assert bool(made) is generated, made
 
 
 def test_names_only_read_are_never_taken_for_generated() -> None:

@@ -13,7 +13,9 @@ The generalisation is deliberately narrow (docs/profiles.md, "Read-only content"
   written or run;
 * a directory becomes ``DIR/*`` from :data:`FLAT_FILES` files read directly in it; a tree
   becomes ``DIR/**`` from :data:`TREE_FILES` files read in at least :data:`TREE_DIRS`
-  directories of it, and only two levels below ``/`` or deeper;
+  directories of it, and only two levels below ``/`` or deeper: the deepest such tree,
+  or an ancestor of it that qualifies too and has :data:`SPANNING_FILES` files read
+  directly in it;
 * never where reading a file not seen is a leak or a window on the node: system
   configuration, homes, kernel and device trees, runtime and kubelet state, logs, and
   any directory whose own name or an ancestor's reads like a secret store
@@ -39,6 +41,8 @@ FLAT_FILES: Final = 5
 #: tree becomes ``DIR/**``.
 TREE_FILES: Final = 10
 TREE_DIRS: Final = 3
+#: Files read directly in a directory before its tree replaces a narrower tree inside it.
+SPANNING_FILES: Final = 2
 #: ``DIR/**`` only this many segments below ``/`` or deeper (``/srv/www/**``, never
 #: ``/srv/**``).
 TREE_MIN_DEPTH: Final = 2
@@ -143,11 +147,20 @@ def content_globs(model: BehaviourModel) -> dict[str, ContentGlob]:
     )
     taken: list[str] = []
     for directory in trees:  # deepest first: the narrowest tree that qualifies
-        if any(_under(t, directory) or _under(directory, t) for t in taken):
+        if any(_under(directory, t) for t in taken):
+            continue
+        inner = [t for t in taken if _under(t, directory)]
+        # An ancestor of a tree taken already replaces it only when the content spans
+        # it: files were read in the ancestor itself too (gcc reads /usr/include/stdio.h
+        # as well as /usr/include/x86_64-linux-gnu/bits/...).
+        if inner and directly.get(directory, 0) < SPANNING_FILES:
             continue
         pattern = escape_literal(directory) + "/**"
         if tree_refusal(directory, dirs_below[directory]) is None and safety.allows(
                 pattern, "r"):
+            for t in inner:
+                taken.remove(t)
+                del out[escape_literal(t) + "/**"]
             taken.append(directory)
             out[pattern] = ContentGlob(pattern, below[directory], len(dirs_below[directory]))
     for directory, n in sorted(directly.items()):

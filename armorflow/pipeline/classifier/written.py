@@ -7,13 +7,16 @@ these directories, or linked them), and written names that share a shape are gen
 by the program, so the next run writes others. Two passes, both on literal rules that
 carry ``w``, ``a`` or ``l``:
 
-* **Template names** (mkstemp and its relatives): a name made of a short letter prefix,
-  a run of 6 or 8 letters and digits, and an optional suffix from the first ``.`` on.
+* **Template names** (mkstemp and its relatives): a name made of a short letter prefix
+  or a word ending in ``_`` or ``-`` (git's ``refs_XXXXXX``), a run of 6 or 8 letters
+  and digits, and an optional suffix from the first ``.`` on.
   Two or more such names in one directory with the same prefix and run length and
   different runs, the runs together holding at least two kinds of characters (upper,
   lower, digit), become ``PREFIX??????SUFFIX``: one ``?`` per random character, so the
-  glob keeps the template's exact width. A name alone qualifies only with a 6-character
-  run holding all three kinds (``t8VBmI6``), the shape of glibc's and git's templates.
+  glob keeps the template's exact width; a template seen with two or more suffixes
+  takes any (``PREFIX??????.*``). A name alone qualifies only with a 6-character run
+  holding all three kinds (``t8VBmI6``), the shape of glibc's and git's templates, or
+  letters whose case changes as no word's does (``tFVkZqM``).
 * **Counters and fan-outs**: two or more written rules whose paths (and link targets)
   are the same except for digit runs, or for two-character hexadecimal directories
   (``objects/0f/``), become one glob: each digit run that differs becomes ``*``, each
@@ -38,6 +41,8 @@ from armorflow.pipeline.classifier import safety
 
 #: Letters a template prefix may hold (``cc``, ``t``, ``tmp``, ``sess``).
 MAX_PREFIX = 4
+#: Characters of a word-and-separator template prefix (``tmp_obj_``, ``refs_``).
+MAX_WORD_PREFIX = 16
 #: Widths of the random run: 6 (glibc mkstemp, git), 8 (Python's tempfile).
 RUN_WIDTHS = (6, 8)
 _DIGITS = re.compile(r"(\d+)")
@@ -73,6 +78,19 @@ def _kinds(text: str) -> int:
                 any(c.isdigit() for c in text)))
 
 
+def _prefix_ok(prefix: str) -> bool:
+    """A template's fixed part: a few letters (``cc``, ``t``), or a word ending in a
+    separator (git's ``refs_XXXXXX`` and ``tmp_obj_XXXXXX``, ``sess-XXXXXX``)."""
+    if not prefix:
+        return True
+    if len(prefix) <= MAX_PREFIX and prefix.isalpha():
+        return True
+    word = prefix[:-1]
+    return (len(prefix) <= MAX_WORD_PREFIX and prefix[-1] in "_-" and word.isascii()
+            and any(c.isalpha() for c in word)
+            and all(c.isalnum() or c in "_-" for c in word))
+
+
 def _templates(name: str) -> list[tuple[str, int, str, str]]:
     """Every (prefix, width, suffix, run) reading of ``name`` as a template name."""
     stem, dot, rest = name.partition(".")
@@ -80,7 +98,7 @@ def _templates(name: str) -> list[tuple[str, int, str, str]]:
     out = []
     for width in RUN_WIDTHS:
         cut = len(stem) - width
-        if 0 <= cut <= MAX_PREFIX and (cut == 0 or stem[:cut].isalpha()):
+        if cut >= 0 and _prefix_ok(stem[:cut]):
             run = stem[cut:]
             if run.isascii() and run.isalnum():
                 out.append((stem[:cut], width, suffix, run))
@@ -112,13 +130,36 @@ def _template_globs(model: BehaviourModel) -> dict[FileKey, tuple[str, str]]:
                 # counter pass's to merge; random runs differ in letters too.
                 if _kinds("".join(runs)) < 2 or len({_DIGITS.sub("0", r) for r in runs}) == 1:
                     continue
-            elif not (len(found) == 1 and width == 6 and _kinds(found[0][2]) == 3):
+            elif not (len(found) == 1 and width == 6 and _lone_random(found[0][2])):
                 continue
+            # One template seen with several suffixes takes any: gcc's ``-c`` run makes
+            # ``.s`` and ``.res``, its one-command build ``.o`` from the same template.
+            any_suffix = len({suffix for _key, suffix, _run in found if suffix}) >= 2
             for key, suffix, _run in found:
-                glob = (escape_literal(parent) + "/" + escape_literal(prefix) + "?" * width
-                        + escape_literal(suffix))
-                out[key] = (glob, "template")
+                tail = ANY_SUFFIX if any_suffix and suffix else escape_literal(suffix)
+                out[key] = (_template_glob(parent, prefix, width, tail), "template")
     return out
+
+
+#: The suffix glob of a template seen with two or more suffixes: a ``.`` and anything
+#: but ``/`` after it.
+ANY_SUFFIX = ".*"
+
+
+def _template_glob(parent: str, prefix: str, width: int, tail: str) -> str:
+    return escape_literal(parent) + "/" + escape_literal(prefix) + "?" * width + tail
+
+
+def _lone_random(run: str) -> bool:
+    """Whether one 6-character run alone reads as random: all three kinds of characters
+    (glibc's and git's alphabet), or letters whose case changes where no word's would:
+    two or more capitals after the first character beside two or more lower-case
+    letters (``FVkZqM``; ``MyFile``, ``ReadMe``, ``README`` do not qualify)."""
+    if _kinds(run) == 3:
+        return True
+    upper_after_first = sum(c.isupper() for c in run[1:])
+    lower = sum(c.islower() for c in run)
+    return upper_after_first >= 2 and lower >= 2
 
 
 def _segment_shape(segment: str) -> str:
@@ -237,10 +278,18 @@ def explain(pattern: str, examples: set[str]) -> WrittenGlob | None:
     if not examples:
         return None
     literals = tuple(sorted(examples))
-    parent = escape_literal(literals[0].rpartition("/")[0])
-    if all(any(parent + "/" + escape_literal(prefix) + "?" * width + escape_literal(suffix)
-               == pattern for prefix, width, suffix, _run in _templates(e.rpartition("/")[2]))
-           for e in literals):
+    parent = literals[0].rpartition("/")[0]
+    several = len({e.rpartition("/")[2].partition(".")[2] for e in literals}) >= 2
+
+    def readings(literal: str) -> set[str]:
+        out = set()
+        for prefix, width, suffix, _run in _templates(literal.rpartition("/")[2]):
+            out.add(_template_glob(parent, prefix, width, escape_literal(suffix)))
+            if suffix and several:
+                out.add(_template_glob(parent, prefix, width, ANY_SUFFIX))
+        return out
+
+    if all(pattern in readings(e) for e in literals):
         return WrittenGlob(pattern, literals, "template")
     if len(literals) >= 2 and len({e.count("/") for e in literals}) == 1:
         merged = _merge_paths([escape_literal(e) for e in literals])
