@@ -2,7 +2,7 @@
 the programs never did? (issue #15 item 5, with the namespace probes of issue #17)
 
 For each program (nginx with WebDAV uploads, redis with RDB snapshots, git, gcc, tar with
-gzip/xz, sqlite3 in WAL mode):
+gzip/xz, sqlite3 in WAL mode, and sed/sort/split, added later as a held-out check):
 
 1. run 1 with one input mix under ``armorflow trace``, modeled with ``armorflow model``
    into an AppArmor profile and a Seccomp profile;
@@ -467,6 +467,52 @@ def prepare_sqlite(w: Path, mix: int) -> Mix:
     return Mix(steps, names, check)
 
 
+def prepare_textproc(w: Path, mix: int) -> Mix:
+    """Held out: added after the classifier changes of 2026-12-05 and not tuned on.
+    GNU sed's in-place edits (a temporary file beside the edited one, renamed over it),
+    sort spilling to temporary files (``-S`` small, ``-T``), split's generated parts."""
+    (w / "tmp").mkdir(parents=True, exist_ok=True)
+    (w / "out").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(mix)
+    if mix == 1:
+        notes = {"a.txt": "foo one\nfoo two\n" * 50, "b.txt": "x marks\n" * 80}
+        data, rows = "nums.txt", [str(rng.randrange(10**9)) for _ in range(60_000)]
+        names = {"a.txt", "b.txt", "nums.txt", "sorted.txt", "a.txt.orig"}
+        steps = [["run", "sed", "-i", "s/foo/bar/", f"{w}/notes/a.txt"],
+                 ["run", "sed", "-i.orig", "s/x/y/", f"{w}/notes/a.txt"],
+                 ["run", "sed", "-i", "s/x/z/", f"{w}/notes/b.txt"],
+                 ["run", "sort", "-n", "-S", "64K", "-T", f"{w}/tmp", "-o",
+                  f"{w}/out/sorted.txt", f"{w}/data/{data}"],
+                 ["run", "split", "-l", "20000", f"{w}/out/sorted.txt", f"{w}/out/part-"]]
+        want = ("sorted.txt", 60_000)
+    else:
+        notes = {"c.md": "# title\nfoo\n" * 40, "d.md": "para x\n" * 30,
+                 "e.md": "end\n" * 10}
+        data, rows = "values.csv", [f"{rng.randrange(10**6)},{rng.random():.6f}"
+                                    for _ in range(90_000)]
+        names = {"c.md", "d.md", "e.md", "values.csv", "ranked.txt", "c.md.bak"}
+        steps = [["run", "sed", "-i.bak", "s/foo/bar/", f"{w}/notes/c.md"],
+                 ["run", "sed", "-i", "s/x/y/", f"{w}/notes/d.md"],
+                 ["run", "sed", "-i", "-e", "s/end/fin/", f"{w}/notes/e.md"],
+                 ["run", "sort", "-t", ",", "-k2", "-r", "-S", "32K", "-T", f"{w}/tmp",
+                  "-o", f"{w}/out/ranked.txt", f"{w}/data/{data}"],
+                 ["run", "split", "-l", "15000", f"{w}/out/ranked.txt", f"{w}/out/part-"]]
+        want = ("ranked.txt", 90_000)
+    for name, text in notes.items():
+        _write(w / "notes" / name, text)
+    _write(w / "data" / data, "\n".join(rows) + "\n")
+
+    def check(wd: Path) -> list[str]:
+        out = wd / "out" / want[0]
+        lines = out.read_text().count("\n") if out.exists() else 0
+        parts = sorted((wd / "out").glob("part-*"))
+        problems = [] if lines == want[1] else [f"{want[0]} has {lines} lines"]
+        if sum(p.read_text().count("\n") for p in parts) != want[1]:
+            problems.append("split parts do not add up")
+        return problems
+    return Mix(steps, names, check)
+
+
 PROGRAMS = [
     Program("nginx", {"nginx": "nginx", "curl": "curl"}, prepare_nginx),
     Program("redis", {"redis-server": "redis-server", "redis-cli": "redis-tools"}, prepare_redis),
@@ -474,6 +520,8 @@ PROGRAMS = [
     Program("gcc", {"gcc": "gcc", "as": "binutils"}, prepare_gcc),
     Program("tar", {"tar": "tar", "gzip": "gzip", "xz": "xz-utils"}, prepare_tar),
     Program("sqlite3", {"sqlite3": "sqlite3"}, prepare_sqlite),
+    Program("textproc", {"sed": "sed", "sort": "coreutils", "split": "coreutils"},
+            prepare_textproc),
 ]
 
 
