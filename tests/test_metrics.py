@@ -376,3 +376,4 @@ def test_deleted_windows_free_their_state_in_a_running_worker(
             interval_s=1.0, proc=worker.proc)
     finally:
         worker.stop()
+        print(worker.log()[-6000:])  # shown by pytest when the test failed

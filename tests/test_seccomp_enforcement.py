@@ -67,23 +67,28 @@ def policy_obj(*, opt_in: Any = True, enforcer: str = "AppArmorSeccomp",
 
 
 def deployment(name: str, *, opted_in: bool = True, labels: dict[str, str] | None = None,
-               seccomp: dict[str, Any] | None = None,
-               container_seccomp: dict[str, Any] | None = None) -> dict[str, Any]:
+               seccomp: dict[str, Any] | None = None, sidecar: bool = False,
+               annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Deployment; ``seccomp`` is its container ``c0``'s own seccompProfile."""
     meta_labels = {"app": "web", **(labels or {})}
     if opted_in:
         meta_labels[ENABLE_LABEL] = "true"
     container: dict[str, Any] = {"name": "c0", "image": "busybox",
                                  "command": ["/bin/sh", "-c", "sleep 3600"]}
-    if container_seccomp is not None:
-        container["securityContext"] = {"seccompProfile": container_seccomp}
-    pod_spec: dict[str, Any] = {"containers": [container]}
     if seccomp is not None:
-        pod_spec["securityContext"] = {"seccompProfile": seccomp}
+        container["securityContext"] = {"runAsUser": 1000, "seccompProfile": seccomp}
+    containers = [container]
+    if sidecar:
+        containers.append({"name": "proxy", "image": "busybox"})
+    pod_spec: dict[str, Any] = {
+        "initContainers": [{"name": "setup", "image": "busybox"}], "containers": containers}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": "shop", "labels": meta_labels},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec}},
+                 "template": {"metadata": {"labels": {"app": "web"},
+                                           "annotations": annotations or {}},
+                              "spec": pod_spec}},
     }
 
 
@@ -114,30 +119,100 @@ def test_only_a_completed_opted_in_policy_is_enforced() -> None:
     assert plan(policy_obj(enforcer="AppArmor"), targets).empty  # a problem: never acted on
 
 
+def patched(obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """The object after a JSON patch, as the API server applies it."""
+    import jsonpatch
+
+    result: dict[str, Any] = jsonpatch.apply_patch(obj, ops, in_place=False)
+    return result
+
+
 def test_targets_are_patched_once_and_others_left_alone() -> None:
     wanted = {"type": "Localhost", "localhostProfile": LOCALHOST}
     objects = [deployment("web-a"), deployment("web-b", seccomp=wanted),
                deployment("web-c", seccomp={"type": "RuntimeDefault"}),
                deployment("not-opted", opted_in=False), deployment("other", labels={"app": "x"})]
     first = plan(policy_obj(), objects)
-    assert [r.name for r in first.patch] == ["web-a", "web-c"]  # RuntimeDefault replaced
+    assert [r.name for r, _ops in first.patch] == ["web-a", "web-c"]  # RuntimeDefault replaced
     assert first.status is not None
     record = first.status["seccompEnforcement"]
     assert record == {"localhostProfile": LOCALHOST, "workloads": [
-        "Deployment shop/web-a", "Deployment shop/web-b", "Deployment shop/web-c"]}
+        "Deployment shop/web-a", "Deployment shop/web-b", "Deployment shop/web-c"],
+        "containers": ["Deployment shop/web-a: c0", "Deployment shop/web-b: c0",
+                       "Deployment shop/web-c: c0"]}
     (cond,) = first.status["conditions"]
     assert (cond["type"], cond["status"], cond["reason"]) == (COND_SECCOMP, "True", "Enforced")
+
+    # The patches do exactly that: the container's own context is kept beside the profile,
+    # the init container and the pod-level context are not touched.
+    after = {ref.name: patched(objects[0 if ref.name == "web-a" else 2], ops)
+             for ref, ops in first.patch}
+    spec_c = after["web-c"]["spec"]["template"]["spec"]
+    assert spec_c["containers"][0]["securityContext"] == {"runAsUser": 1000,
+                                                          "seccompProfile": wanted}
+    spec_a = after["web-a"]["spec"]["template"]["spec"]
+    assert spec_a["containers"][0]["securityContext"] == {"seccompProfile": wanted}
+    assert "securityContext" not in spec_a and "securityContext" not in (
+        spec_a["initContainers"][0])
 
     # After the patch and the status write, the same state asks for nothing: no second
     # rollout at every resync.
     obj = policy_obj()
     obj["status"].update(first.status)
-    patched = [deployment(n, seccomp=wanted) for n in ("web-a", "web-b", "web-c")]
-    assert plan(obj, patched + objects[3:]).empty
+    now = [after["web-a"], objects[1], after["web-c"], *objects[3:]]
+    assert plan(obj, now).empty
     # A workload created later is patched at the next resync; the record grows.
-    later = plan(obj, [*patched, deployment("web-d")])
-    assert [r.name for r in later.patch] == ["web-d"]
+    later = plan(obj, [*now, deployment("web-d")])
+    assert [r.name for r, _ops in later.patch] == ["web-d"]
     assert later.status is not None and len(later.status["seccompEnforcement"]["workloads"]) == 4
+
+
+def test_a_test_op_guards_each_container() -> None:
+    """A template whose containers were reordered since it was read fails the patch
+    instead of confining the wrong container."""
+    import jsonpatch
+
+    out = plan(policy_obj(), [deployment("web-a", sidecar=True)])
+    ((_ref, ops),) = out.patch
+    assert ops[0] == {"op": "test", "path": "/spec/template/spec/containers/0/name",
+                      "value": "c0"}
+    reordered = deployment("web-a", sidecar=True)
+    containers = reordered["spec"]["template"]["spec"]["containers"]
+    containers.reverse()
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        jsonpatch.apply_patch(reordered, ops)
+
+
+def test_only_modeled_containers_get_the_profile() -> None:
+    wanted = {"type": "Localhost", "localhostProfile": LOCALHOST}
+    # every regular container when the policy names none
+    ((_ref, ops),) = plan(policy_obj(), [deployment("web-a", sidecar=True)]).patch
+    spec = patched(deployment("web-a", sidecar=True), ops)["spec"]["template"]["spec"]
+    assert [c.get("securityContext") for c in spec["containers"]] == [
+        {"seccompProfile": wanted}, {"seccompProfile": wanted}]
+    # target.containers: only those were modeled
+    only = policy_obj()
+    only["spec"]["target"]["containers"] = ["proxy"]
+    ((_ref, ops),) = plan(only, [deployment("web-a", sidecar=True)]).patch
+    spec = patched(deployment("web-a", sidecar=True), ops)["spec"]["template"]["spec"]
+    assert [c.get("securityContext") for c in spec["containers"]] == [
+        None, {"seccompProfile": wanted}]
+    # a container opted out of Seccomp modeling (vArmor's annotation) is left alone
+    opted_out = deployment("web-a", sidecar=True, annotations={
+        "container.seccomp.security.beta.varmor.org/c0": "unconfined"})
+    out = plan(policy_obj(), [opted_out])
+    ((_ref, ops),) = out.patch
+    spec = patched(opted_out, ops)["spec"]["template"]["spec"]
+    assert [c.get("securityContext") for c in spec["containers"]] == [
+        None, {"seccompProfile": wanted}]
+    assert out.status is not None
+    assert out.status["seccompEnforcement"]["containers"] == ["Deployment shop/web-a: proxy"]
+    # a workload with no container left to enforce is not counted as under the profile
+    alone = deployment("web-a", annotations={
+        "container.seccomp.security.beta.varmor.org/c0": "unconfined"})
+    out = plan(policy_obj(), [alone])
+    assert out.patch == [] and out.status is not None
+    assert out.status["conditions"][0]["reason"] == "NoWorkloads"
 
 
 def test_a_model_that_cannot_be_enforced_patches_nothing() -> None:
@@ -147,15 +222,6 @@ def test_a_model_that_cannot_be_enforced_patches_nothing() -> None:
     assert (cond["status"], cond["reason"]) == ("False", "ProfileNotEnforceable")
     assert cond["message"] == "the model is not Completed"
     assert out.status["seccompEnforcement"]["workloads"] == []
-
-
-def test_a_container_with_its_own_profile_is_named() -> None:
-    out = plan(policy_obj(), [deployment("web-a", container_seccomp={"type": "Unconfined"})])
-    assert [r.name for r in out.patch] == ["web-a"] and out.status is not None
-    assert out.status["seccompEnforcement"]["containersWithOwnProfile"] == [
-        "Deployment shop/web-a: c0"]
-    assert "containers with their own seccompProfile keep it" in (
-        out.status["conditions"][0]["message"])
 
 
 def test_pods_cannot_be_patched_and_say_so() -> None:
@@ -372,7 +438,8 @@ def test_operator_sets_the_profile_in_its_targets(
     try:
         def template_seccomp(name: str) -> Any:
             obj = apps.read_namespaced_deployment(name, "shop")
-            context = obj.spec.template.spec.security_context
+            assert obj.spec.template.spec.security_context is None  # the pod's: untouched
+            context = obj.spec.template.spec.containers[0].security_context
             profile = context.seccomp_profile if context is not None else None
             return None if profile is None else (profile.type, profile.localhost_profile)
 

@@ -1,12 +1,16 @@
 """Putting a Completed policy's Seccomp profile into force on its workloads (opt-in).
 
 A policy with ``spec.policy.modelingOptions.enforceSeccompWhenCompleted: true`` asks the
-operator, once its model is Completed, to set the learned profile in every target
-workload's pod template::
+operator, once its model is Completed, to set the learned profile on every modeled
+container of each target workload's pod template::
 
-    spec.template.spec.securityContext.seccompProfile:
+    spec.template.spec.containers[i].securityContext.seccompProfile:
       type: Localhost
       localhostProfile: armorflow/PROFILE.json
+
+Per container, not for the pod: ``target.containers`` may have limited modeling to some
+containers, a container may be opted out of Seccomp modeling, and init containers may
+never have been observed; none of those gets a profile that did not see it.
 
 The agents write that file on every node (``armorflow agent --seccomp-root``); changing
 the template rolls the pods. Like :mod:`reconcile`, this module only decides: it is pure,
@@ -28,10 +32,9 @@ from .workloads import (
     PATCHABLE_KINDS,
     MatchLabel,
     WorkloadRef,
-    containers_with_own_seccomp,
+    enforced_containers,
     is_target,
-    localhost_seccomp,
-    pod_seccomp,
+    seccomp_patch,
 )
 
 COND_SECCOMP: Final = "SeccompEnforced"
@@ -39,9 +42,10 @@ COND_SECCOMP: Final = "SeccompEnforced"
 
 @dataclass
 class EnforcementPlan:
-    """Workloads to patch, and the status to write (None: already right)."""
+    """Workloads to patch (each with its JSON patch), and the status to write (None:
+    already right)."""
 
-    patch: list[WorkloadRef] = field(default_factory=list)
+    patch: list[tuple[WorkloadRef, list[dict[str, Any]]]] = field(default_factory=list)
     status: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -68,9 +72,9 @@ def plan_seccomp_enforcement(
     plan = EnforcementPlan()
     if not wants_enforcement(policy):
         return plan
-    wanted = localhost_seccomp(localhost_profile)
+    only = policy.target.containers
     under: list[str] = []
-    own: list[str] = []
+    containers: list[str] = []
     pods_not_under: list[str] = []
     if profile_problem is None:
         kind = policy.target.kind
@@ -79,19 +83,21 @@ def plan_seccomp_enforcement(
                 continue
             meta = obj["metadata"]
             ref = WorkloadRef(kind, str(meta.get("namespace") or ""), str(meta["name"]))
-            if pod_seccomp(kind, obj) != wanted:
+            names = [name for _i, name, _now in enforced_containers(kind, obj, only)]
+            if not names:
+                continue
+            ops = seccomp_patch(kind, obj, only, localhost_profile)
+            if ops:
                 if kind not in PATCHABLE_KINDS:
                     pods_not_under.append(ref.describe())
                     continue
-                plan.patch.append(ref)
+                plan.patch.append((ref, ops))
                 plan.notes.append(f"{policy.describe()}: {ref.describe()} now runs under "
                                   f"Seccomp profile {localhost_profile}")
             under.append(ref.describe())
-            own.extend(f"{ref.describe()}: {name}"
-                       for name in containers_with_own_seccomp(kind, obj))
-    record: dict[str, Any] = {"localhostProfile": localhost_profile, "workloads": under}
-    if own:
-        record["containersWithOwnProfile"] = own
+            containers.extend(f"{ref.describe()}: {name}" for name in names)
+    record: dict[str, Any] = {"localhostProfile": localhost_profile, "workloads": under,
+                              "containers": containers}
     if pods_not_under:
         record["podsNotUnderProfile"] = pods_not_under
     if profile_problem is not None:
@@ -106,10 +112,8 @@ def plan_seccomp_enforcement(
         message = "no target workload to put under the profile (yet)"
     else:
         ok, reason = True, "Enforced"
-        message = f"{len(under)} workload(s) run under Seccomp profile {localhost_profile}"
-        if own:
-            message += ("; containers with their own seccompProfile keep it: "
-                        + ", ".join(own))
+        message = (f"{len(containers)} container(s) of {len(under)} workload(s) run under "
+                   f"Seccomp profile {localhost_profile}")
     kept = [c for c in policy.status.conditions if c.get("type") != COND_SECCOMP]
     new_condition = condition(policy.status.conditions, COND_SECCOMP, ok, reason, message,
                               now_ns)

@@ -178,9 +178,10 @@ class Kube:
     def restart_workload(self, ref: WorkloadRef, stamp: str) -> None:
         self.patch_workload(ref, restart_patch(stamp))
 
-    def patch_workload(self, ref: WorkloadRef, body: dict[str, Any]) -> None:
-        """Patch a Deployment, StatefulSet or DaemonSet (the client sends a strategic merge
-        patch; the bodies used here merge nested objects only, so any patch type agrees)."""
+    def patch_workload(self, ref: WorkloadRef, body: dict[str, Any] | list[dict[str, Any]]
+                       ) -> None:
+        """Patch a Deployment, StatefulSet or DaemonSet: a dict goes as a strategic merge
+        patch (nested objects only, so any merge type agrees), a list as a JSON patch."""
         plural = {"Deployment": "deployment", "StatefulSet": "stateful_set",
                   "DaemonSet": "daemon_set"}[ref.kind]
         fn = getattr(self.apps, f"patch_namespaced_{plural}")

@@ -53,7 +53,6 @@ from .workloads import (
     label_selector,
     matched_workloads,
     pod_scope,
-    seccomp_patch,
 )
 
 log = logging.getLogger(__name__)
@@ -399,8 +398,8 @@ class OperatorService:
                                         self.match_label, self.clock())
         for note in plan.notes:
             log.info("%s", note)
-        for ref in plan.patch:
-            self.kube.patch_workload(ref, seccomp_patch(localhost_profile))
+        for ref, ops in plan.patch:
+            self.kube.patch_workload(ref, ops)
             self.counters.seccomp_patches += 1
         if plan.status is not None:
             self.kube.patch_status(policy.kind, policy.namespace, policy.name, plan.status)

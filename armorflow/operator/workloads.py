@@ -170,48 +170,70 @@ def pod_scope(policy: Policy, objects: list[dict[str, Any]] | None = None,
 #: Kinds whose pod template the operator can change; a bare Pod's securityContext is fixed
 #: once it is created, so a Pod target is reported, not patched.
 PATCHABLE_KINDS: Final = RESTARTABLE_KINDS
+#: A pod annotation that takes one container out of Seccomp modeling (vArmor's opt-out,
+#: honoured by the agents' attribution): such a container never gets the learned profile.
+SECCOMP_OPT_OUT: Final = "container.seccomp.security.beta.varmor.org/"
 
 
 def localhost_seccomp(localhost_profile: str) -> dict[str, Any]:
     return {"type": "Localhost", "localhostProfile": localhost_profile}
 
 
-def _pod_spec(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+def _template(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """The pod (template) object: ``metadata`` and ``spec`` of the workload's pods."""
     spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        return {}
-    if kind != "Pod":
-        template = spec.get("template")
-        spec = template.get("spec") if isinstance(template, dict) else None
-    return spec if isinstance(spec, dict) else {}
+    if kind == "Pod":
+        return obj
+    template = spec.get("template") if isinstance(spec, dict) else None
+    return template if isinstance(template, dict) else {}
 
 
-def pod_seccomp(kind: str, obj: dict[str, Any]) -> Any:
-    """The pod-level ``securityContext.seccompProfile`` of a workload's pods (or None)."""
-    context = _pod_spec(kind, obj).get("securityContext")
-    return context.get("seccompProfile") if isinstance(context, dict) else None
-
-
-def containers_with_own_seccomp(kind: str, obj: dict[str, Any]) -> list[str]:
-    """Containers whose own ``securityContext.seccompProfile`` overrides the pod's: the
-    operator leaves them as they are (a container's choice wins in Kubernetes) and says so."""
-    spec = _pod_spec(kind, obj)
-    out: list[str] = []
-    for group in ("initContainers", "containers"):
-        for container in spec.get(group) or []:
-            if not isinstance(container, dict):
-                continue
-            context = container.get("securityContext")
-            if isinstance(context, dict) and context.get("seccompProfile") is not None:
-                out.append(str(container.get("name") or "?"))
+def enforced_containers(kind: str, obj: dict[str, Any], only: tuple[str, ...]
+                        ) -> list[tuple[int, str, Any]]:
+    """(index, name, current seccompProfile) of the containers the learned profile is
+    for: every regular container, or those named in the policy's ``target.containers``,
+    less those opted out of Seccomp modeling. Init containers are left out: they may
+    have run before the window opened (pods that were not restarted), never observed."""
+    template = _template(kind, obj)
+    meta = template.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    annotations = annotations if isinstance(annotations, dict) else {}
+    spec = template.get("spec")
+    containers = spec.get("containers") if isinstance(spec, dict) else None
+    out: list[tuple[int, str, Any]] = []
+    for index, container in enumerate(containers if isinstance(containers, list) else []):
+        if not isinstance(container, dict) or not isinstance(container.get("name"), str):
+            continue
+        name = container["name"]
+        if (only and name not in only) or annotations.get(SECCOMP_OPT_OUT + name) == (
+                "unconfined"):
+            continue
+        context = container.get("securityContext")
+        current = context.get("seccompProfile") if isinstance(context, dict) else None
+        out.append((index, name, current))
     return out
 
 
-def seccomp_patch(localhost_profile: str) -> dict[str, Any]:
-    """The patch that makes a workload's pods run under a Localhost Seccomp profile.
-
-    Only the pod-level field changes (a merge of nested objects, the same under JSON merge
-    and strategic merge patch); changing the template rolls the pods.
-    """
-    return {"spec": {"template": {"spec": {"securityContext": {
-        "seccompProfile": localhost_seccomp(localhost_profile)}}}}}
+def seccomp_patch(kind: str, obj: dict[str, Any], only: tuple[str, ...],
+                  localhost_profile: str) -> list[dict[str, Any]]:
+    """A JSON patch (RFC 6902) that puts the enforced containers that are not under the
+    profile yet under it, each guarded by a ``test`` of its name, so a template changed
+    meanwhile (containers reordered) fails the patch instead of confining another one.
+    Empty when every enforced container is under it already. Changing the template rolls
+    the pods."""
+    wanted = localhost_seccomp(localhost_profile)
+    spec = _template(kind, obj).get("spec") or {}
+    ops: list[dict[str, Any]] = []
+    for index, name, current in enforced_containers(kind, obj, only):
+        if current == wanted:
+            continue
+        base = f"/spec/template/spec/containers/{index}"
+        ops.append({"op": "test", "path": f"{base}/name", "value": name})
+        context = spec["containers"][index].get("securityContext")
+        if isinstance(context, dict):
+            ops.append({"op": "add", "path": f"{base}/securityContext/seccompProfile",
+                        "value": wanted})
+        else:
+            ops.append({"op": "add", "path": f"{base}/securityContext",
+                        "value": {"seccompProfile": wanted}})
+    return ops
