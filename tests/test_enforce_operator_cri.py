@@ -43,6 +43,7 @@ from test_enforce_seccomp_cri import (  # noqa: F401  (fixtures)
     PROBES,
     WORKLOAD,
     containerd,
+    gated,
     run_to_end,
     tracer,
     wait_for_pid,
@@ -172,9 +173,7 @@ def test_policy_to_enforced_container(
 
         # Run 1, modeled: the Deployment's pod, started as a kubelet would (no profile yet).
         assert kubelet_seccomp_file(pod_template(apps), root) is None
-        workload = WORKLOAD.format(file="/etc/hostname", word="one", n=1)
-        script = (f"while [ ! -e /tmp/go ]; do sleep 0.05; done; "
-                  f"/bin/sh -c '{workload}'; echo done > /tmp/finished; exec sleep 600")
+        script = gated(WORKLOAD.format(file="/etc/hostname", word="one", n=1))
         pod = containerd.run_pod("web-1", "shop", labels={"app": "enforced"})
         try:
             cid = containerd.run_container(pod, "app", ["/bin/sh", "-c", script])

@@ -81,16 +81,20 @@ def tracer() -> Iterator[Any]:
     running.stop()
 
 
+def gated(workload: str) -> str:
+    """A container script that runs ``workload`` once /tmp/go exists, then writes
+    /tmp/finished and stays. The wait lets the tracer follow the container before the
+    workload starts; the workload then starts as a fresh shell, as in an enforced run."""
+    return (f"while [ ! -e /tmp/go ]; do sleep 0.05; done; "
+            f"/bin/sh -c '{workload}'; echo done > /tmp/finished; exec sleep 600")
+
+
 def model_workload(containerd: Containerd, tracer: Any, broker: EmbeddedBroker,
                    profile: str, spool: Path) -> list[dict[str, Any]]:
     """Run the workload in a pod the agent targets; the events it published."""
     from test_attribution_tracer import profile_events
 
-    # The shell waits for /tmp/go so that the tracer follows it before the workload
-    # starts; the workload then starts as a fresh shell, as in the enforced run.
-    workload = WORKLOAD.format(file="/etc/hostname", word="one", n=1)
-    script = (f"while [ ! -e /tmp/go ]; do sleep 0.05; done; "
-              f"/bin/sh -c '{workload}'; echo done > /tmp/finished; exec sleep 600")
+    script = gated(WORKLOAD.format(file="/etc/hostname", word="one", n=1))
     pod = containerd.run_pod("model-0", "shop", labels={"app": "enforced"})
     try:
         cid = containerd.run_container(pod, "app", ["/bin/sh", "-c", script])

@@ -83,10 +83,10 @@ def plan_seccomp_enforcement(
                 continue
             meta = obj["metadata"]
             ref = WorkloadRef(kind, str(meta.get("namespace") or ""), str(meta["name"]))
-            names = [name for _i, name, _now in enforced_containers(kind, obj, only)]
-            if not names:
+            enforced = enforced_containers(kind, obj, only)
+            if not enforced:
                 continue
-            ops = seccomp_patch(kind, obj, only, localhost_profile)
+            ops = seccomp_patch(enforced, localhost_profile)
             if ops:
                 if kind not in PATCHABLE_KINDS:
                     pods_not_under.append(ref.describe())
@@ -95,7 +95,7 @@ def plan_seccomp_enforcement(
                 plan.notes.append(f"{policy.describe()}: {ref.describe()} now runs under "
                                   f"Seccomp profile {localhost_profile}")
             under.append(ref.describe())
-            containers.extend(f"{ref.describe()}: {name}" for name in names)
+            containers.extend(f"{ref.describe()}: {name}" for _i, name, _ctx in enforced)
     record: dict[str, Any] = {"localhostProfile": localhost_profile, "workloads": under,
                               "containers": containers}
     if pods_not_under:

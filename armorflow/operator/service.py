@@ -304,10 +304,14 @@ class OperatorService:
             return None
         if policy.target.name is None or policy.target.kind not in LISTABLE_KINDS:
             return pod_scope(policy, None, self.match_label)
+        return pod_scope(policy, self._target_kind_workloads(policy), self.match_label)
+
+    def _target_kind_workloads(self, policy: Policy) -> list[dict[str, Any]]:
+        """The opted-in workloads of the policy's target kind in its scope (the caller
+        matches the target itself)."""
         namespace = None if policy.cluster_wide else policy.namespace
-        objects = self.kube.list_workloads(policy.target.kind, namespace,
-                                           label_selector(self.match_label))
-        return pod_scope(policy, objects, self.match_label)
+        return self.kube.list_workloads(policy.target.kind, namespace,
+                                        label_selector(self.match_label))
 
     def _deleted(self, obj: dict[str, Any]) -> None:
         policy = self._parse(obj)
@@ -363,9 +367,7 @@ class OperatorService:
     def _restart_workloads(self, policy: Policy) -> int:
         if policy.target.kind not in RESTARTABLE_KINDS:
             return 0
-        namespace = None if policy.cluster_wide else policy.namespace
-        objects = self.kube.list_workloads(policy.target.kind, namespace,
-                                           label_selector(self.match_label))
+        objects = self._target_kind_workloads(policy)
         stamp = datetime.datetime.now(tz=datetime.UTC).isoformat(timespec="seconds")
         count = 0
         for ref in matched_workloads(policy, policy.target.kind, objects, self.match_label):
@@ -391,9 +393,7 @@ class OperatorService:
                 problem = f"the ArmorProfileModel {namespace}/{profile}: {exc}"
         objects: list[dict[str, Any]] = []
         if problem is None and policy.target.kind in LISTABLE_KINDS:
-            objects = self.kube.list_workloads(
-                policy.target.kind, None if policy.cluster_wide else policy.namespace,
-                label_selector(self.match_label))
+            objects = self._target_kind_workloads(policy)
         plan = plan_seccomp_enforcement(policy, localhost_profile, problem, objects,
                                         self.match_label, self.clock())
         for note in plan.notes:

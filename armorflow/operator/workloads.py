@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from armorflow.agents.attribution import SECCOMP_OPT_OUT
+
 from .policy import Policy
 
 ENABLE_LABEL: Final = "sandbox.varmor.org/enable"
@@ -170,9 +172,6 @@ def pod_scope(policy: Policy, objects: list[dict[str, Any]] | None = None,
 #: Kinds whose pod template the operator can change; a bare Pod's securityContext is fixed
 #: once it is created, so a Pod target is reported, not patched.
 PATCHABLE_KINDS: Final = RESTARTABLE_KINDS
-#: A pod annotation that takes one container out of Seccomp modeling (vArmor's opt-out,
-#: honoured by the agents' attribution): such a container never gets the learned profile.
-SECCOMP_OPT_OUT: Final = "container.seccomp.security.beta.varmor.org/"
 
 
 def localhost_seccomp(localhost_profile: str) -> dict[str, Any]:
@@ -188,19 +187,24 @@ def _template(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     return template if isinstance(template, dict) else {}
 
 
+#: One enforced container: its index in the template, its name, its securityContext.
+EnforcedContainer = tuple[int, str, dict[str, Any] | None]
+
+
 def enforced_containers(kind: str, obj: dict[str, Any], only: tuple[str, ...]
-                        ) -> list[tuple[int, str, Any]]:
-    """(index, name, current seccompProfile) of the containers the learned profile is
-    for: every regular container, or those named in the policy's ``target.containers``,
-    less those opted out of Seccomp modeling. Init containers are left out: they may
-    have run before the window opened (pods that were not restarted), never observed."""
+                        ) -> list[EnforcedContainer]:
+    """The containers the learned profile is for: every regular container, or those
+    named in the policy's ``target.containers``, less those opted out of Seccomp modeling
+    (the pod annotation the agents' attribution honours). Init containers are left out:
+    they may have run before the window opened (pods that were not restarted), never
+    observed."""
     template = _template(kind, obj)
     meta = template.get("metadata")
     annotations = meta.get("annotations") if isinstance(meta, dict) else None
     annotations = annotations if isinstance(annotations, dict) else {}
     spec = template.get("spec")
     containers = spec.get("containers") if isinstance(spec, dict) else None
-    out: list[tuple[int, str, Any]] = []
+    out: list[EnforcedContainer] = []
     for index, container in enumerate(containers if isinstance(containers, list) else []):
         if not isinstance(container, dict) or not isinstance(container.get("name"), str):
             continue
@@ -209,28 +213,25 @@ def enforced_containers(kind: str, obj: dict[str, Any], only: tuple[str, ...]
                 "unconfined"):
             continue
         context = container.get("securityContext")
-        current = context.get("seccompProfile") if isinstance(context, dict) else None
-        out.append((index, name, current))
+        out.append((index, name, context if isinstance(context, dict) else None))
     return out
 
 
-def seccomp_patch(kind: str, obj: dict[str, Any], only: tuple[str, ...],
-                  localhost_profile: str) -> list[dict[str, Any]]:
-    """A JSON patch (RFC 6902) that puts the enforced containers that are not under the
-    profile yet under it, each guarded by a ``test`` of its name, so a template changed
-    meanwhile (containers reordered) fails the patch instead of confining another one.
-    Empty when every enforced container is under it already. Changing the template rolls
-    the pods."""
+def seccomp_patch(enforced: list[EnforcedContainer], localhost_profile: str
+                  ) -> list[dict[str, Any]]:
+    """A JSON patch (RFC 6902) of a workload's pod template that puts the ``enforced``
+    containers not under the profile yet under it, each guarded by a ``test`` of its name,
+    so a template changed meanwhile (containers reordered) fails the patch instead of
+    confining another one. Empty when every one is under it already. Changing the
+    template rolls the pods."""
     wanted = localhost_seccomp(localhost_profile)
-    spec = _template(kind, obj).get("spec") or {}
     ops: list[dict[str, Any]] = []
-    for index, name, current in enforced_containers(kind, obj, only):
-        if current == wanted:
+    for index, name, context in enforced:
+        if context is not None and context.get("seccompProfile") == wanted:
             continue
         base = f"/spec/template/spec/containers/{index}"
         ops.append({"op": "test", "path": f"{base}/name", "value": name})
-        context = spec["containers"][index].get("securityContext")
-        if isinstance(context, dict):
+        if context is not None:
             ops.append({"op": "add", "path": f"{base}/securityContext/seccompProfile",
                         "value": wanted})
         else:
