@@ -71,7 +71,8 @@ class ClassifierStage:
         self._sibling_threshold = (
             DEFAULT_THRESHOLD if sibling_threshold is None else sibling_threshold
         )
-        #: Generalise read-only content trees (classifier/content.py).
+        #: Generalise read-only content trees (classifier/content.py) and written work
+        #: areas (classifier/workdirs.py).
         self._content = content
         #: The way-in mapper; its ``refused`` counts way-in refusals per safety rule.
         self.mapper = SafeCollapse(self._classifier.collapse)
@@ -80,7 +81,14 @@ class ClassifierStage:
         return self.mapper
 
     def close(self, window: ClosedWindow) -> ClosedWindow:
-        from armorflow.pipeline.classifier import content, guard, replicas, safety, written
+        from armorflow.pipeline.classifier import (
+            content,
+            guard,
+            replicas,
+            safety,
+            workdirs,
+            written,
+        )
 
         model = window.model
         model.fold_learned(safety.allows)
@@ -98,6 +106,12 @@ class ClassifierStage:
         if refused_written:
             window.counts["writtenGlobsRefused"] = refused_written
         if self._content:
+            # written work areas first: a directory blocked for writing keeps its read
+            # rules literal for the read-only pass to judge
+            areas = workdirs.generalise_written_content(model)
+            if areas:
+                window.counts["writtenContentGlobs"] = len(areas)
+                window.notes.extend(f"{g.pattern} {g.perms}: {g.describe()}" for g in areas)
             made = content.generalise_content(model)
             if made:
                 window.counts["contentGlobs"] = len(made)

@@ -13,9 +13,11 @@ The generalisation is deliberately narrow (docs/profiles.md, "Read-only content"
   written or run;
 * a directory becomes ``DIR/*`` from :data:`FLAT_FILES` files read directly in it; a tree
   becomes ``DIR/**`` from :data:`TREE_FILES` files read in at least :data:`TREE_DIRS`
-  directories of it, and only two levels below ``/`` or deeper: the deepest such tree,
-  or an ancestor of it that qualifies too and has :data:`SPANNING_FILES` files read
-  directly in it;
+  directories of it, or from a walk (``DIR/`` listed, :data:`WALK_DIRS` directories
+  below it listed and a file read below it: an archiver, a copy, a VCS adding a work
+  tree), and only two levels below ``/`` or deeper: the deepest such tree, or an
+  ancestor of it that qualifies too and has :data:`SPANNING_FILES` files read directly
+  in it;
 * never where reading a file not seen is a leak or a window on the node: system
   configuration, homes, kernel and device trees, runtime and kubelet state, logs, and
   any directory whose own name or an ancestor's reads like a secret store
@@ -46,6 +48,8 @@ SPANNING_FILES: Final = 2
 #: ``DIR/**`` only this many segments below ``/`` or deeper (``/srv/www/**``, never
 #: ``/srv/**``).
 TREE_MIN_DEPTH: Final = 2
+#: Directories below ``DIR`` listed, beside ``DIR/`` itself, for a walk of the tree.
+WALK_DIRS: Final = 2
 
 #: Places where a read rule is never generalised, whatever was read there.
 REFUSED_PLACES: Final = (
@@ -69,11 +73,15 @@ class ContentGlob:
     pattern: str
     files: int
     directories: int
+    #: made from a walk of the tree (it and directories below it listed)
+    walked: bool = False
 
     def describe(self) -> str:
         where = (f"in {self.directories} directories" if self.directories > 1
                  else "in one directory")
-        return f"read-only content: {self.files} files read {where}, generalised for reading"
+        walk = ", the tree walked (listed with directories below it)" if self.walked else ""
+        return (f"read-only content: {self.files} files read {where}{walk}, generalised "
+                "for reading")
 
 
 def _under(path: str, place: str) -> bool:
@@ -123,10 +131,25 @@ def _parent(literal: str) -> str:
     return literal.rstrip("/").rpartition("/")[0]
 
 
+def _ancestors_above(directory: str) -> list[str]:
+    """The directories above ``directory``, ``/`` excluded."""
+    out = []
+    directory = directory.rpartition("/")[0]
+    while directory:
+        out.append(directory)
+        directory = directory.rpartition("/")[0]
+    return out
+
+
 def content_globs(model: BehaviourModel) -> dict[str, ContentGlob]:
     """The globs the model's read-only rules would be generalised to (nothing changed)."""
     reads = _read_only_literals(model)
     files = [name for name in reads.values() if not name.endswith("/")]
+    listed = {name.rstrip("/") for name in reads.values() if name.endswith("/")}
+    listed_below: dict[str, int] = defaultdict(int)
+    for directory in listed:
+        for ancestor in _ancestors_above(directory):
+            listed_below[ancestor] += 1
     below: dict[str, int] = defaultdict(int)
     dirs_below: dict[str, set[str]] = defaultdict(set)
     directly: dict[str, int] = defaultdict(int)
@@ -139,9 +162,13 @@ def content_globs(model: BehaviourModel) -> dict[str, ContentGlob]:
             dirs_below[ancestor].add(parent)
             ancestor = ancestor.rpartition("/")[0]
     out: dict[str, ContentGlob] = {}
+
+    def walked(d: str) -> bool:
+        return d in listed and listed_below[d] >= WALK_DIRS
+
     trees = sorted(
         (d for d, n in below.items()
-         if n >= TREE_FILES and len(dirs_below[d]) >= TREE_DIRS
+         if ((n >= TREE_FILES and len(dirs_below[d]) >= TREE_DIRS) or walked(d))
          and d.count("/") >= TREE_MIN_DEPTH),
         key=lambda d: -d.count("/"),
     )
@@ -156,13 +183,15 @@ def content_globs(model: BehaviourModel) -> dict[str, ContentGlob]:
         if inner and directly.get(directory, 0) < SPANNING_FILES:
             continue
         pattern = escape_literal(directory) + "/**"
-        if tree_refusal(directory, dirs_below[directory]) is None and safety.allows(
-                pattern, "r"):
+        # every directory seen below, read in or only listed, is judged for secrets
+        seen = dirs_below[directory] | {d for d in listed if _under(d, directory)}
+        if tree_refusal(directory, seen) is None and safety.allows(pattern, "r"):
             for t in inner:
                 taken.remove(t)
                 del out[escape_literal(t) + "/**"]
             taken.append(directory)
-            out[pattern] = ContentGlob(pattern, below[directory], len(dirs_below[directory]))
+            out[pattern] = ContentGlob(pattern, below[directory], len(dirs_below[directory]),
+                                       walked=walked(directory))
     for directory, n in sorted(directly.items()):
         if n < FLAT_FILES or not directory or any(_under(directory, t) for t in taken):
             continue

@@ -4,7 +4,8 @@ A model keeps, per collapsed pattern, the smallest literal paths it replaced. Ea
 wildcard segment of the pattern is explained from one of them: the classifier's own
 :class:`~armorflow.pipeline.classifier.classifier.Explanation` when the classifier puts
 the same segment there, else the sibling collapse (numbered names, digit runs merged),
-the read-only content rule (classifier/content.py), the written-names passes
+the read-only content rule (classifier/content.py), the written content rule
+(classifier/workdirs.py), the written-names passes
 (classifier/written.py), or a pattern the model learned from a
 sibling name and folded this one into.
 """
@@ -40,8 +41,10 @@ def model_globs(model: BehaviourModel) -> list[str]:
     return sorted(p for p in found if has_wildcard(p))
 
 
-def glob_origin(pattern: str, examples: set[str], classifier: PathClassifier) -> GlobOrigin:
-    """Explain ``pattern`` from the examples it replaced."""
+def glob_origin(pattern: str, examples: set[str], classifier: PathClassifier,
+                writes: bool = False) -> GlobOrigin:
+    """Explain ``pattern`` from the examples it replaced (``writes``: its rule carries
+    write or append)."""
     if not examples:
         return GlobOrigin(pattern, None, ("no recorded example: the glob came with the model",))
     ordered = sorted(examples)
@@ -53,6 +56,10 @@ def glob_origin(pattern: str, examples: set[str], classifier: PathClassifier) ->
         return GlobOrigin(pattern, example, (f"classifier: {explained[0].describe()}",))
     if _content_glob(pattern, ordered, classifier):
         base = pattern.rpartition("/")[0]
+        if writes:
+            return GlobOrigin(pattern, example, (
+                f"written content: several files written under {base}, and every file "
+                "below it written by the workload (docs/profiles.md, \"Written content\")",))
         return GlobOrigin(pattern, example, (
             f"read-only content: many files read, and only read, under {base} "
             "(docs/profiles.md, \"Read-only content\")",))
@@ -143,5 +150,10 @@ def _written_origin(pattern: str, model: BehaviourModel) -> GlobOrigin | None:
 def model_origins(model: BehaviourModel, classifier: PathClassifier) -> list[GlobOrigin]:
     """:func:`glob_origin` for every glob of the model."""
     return [_replica_origin(p, model) or _written_origin(p, model)
-            or glob_origin(p, model.collapsed.get(p, set()), classifier)
+            or glob_origin(p, model.collapsed.get(p, set()), classifier, _writes(p, model))
             for p in model_globs(model)]
+
+
+def _writes(pattern: str, model: BehaviourModel) -> bool:
+    return any(set("".join(perms)) & set("wa")
+               for (path, _old, _owner), perms in model.files.items() if path == pattern)
