@@ -2,7 +2,8 @@
 the programs never did? (issue #15 item 5, with the namespace probes of issue #17)
 
 For each program (nginx with WebDAV uploads, redis with RDB snapshots, git, gcc, tar with
-gzip/xz, sqlite3 in WAL mode, and sed/sort/split, added later as a held-out check):
+gzip/xz, sqlite3 in WAL mode, and two added later as held-out checks: sed/sort/split and
+rsync):
 
 1. run 1 with one input mix under ``armorflow trace``, modeled with ``armorflow model``
    into an AppArmor profile and a Seccomp profile;
@@ -513,6 +514,46 @@ def prepare_textproc(w: Path, mix: int) -> Mix:
     return Mix(steps, names, check)
 
 
+def prepare_rsync(w: Path, mix: int) -> Mix:
+    """Held out: added after the written-content and walked-tree rules of 2026-12-06 and
+    measured once, not tuned on. rsync mirrors a tree (a walk of the source, temporary
+    ``.NAME.XXXXXX`` files renamed into place), then syncs a changed tree over it with
+    ``--delete`` and ``--backup-dir``, then lists the mirror."""
+    if mix == 1:
+        first = {"a/x.txt": b"x\n" * 300, "a/y.bin": _rand(40_000, 12),
+                 "b/c/z.md": b"# z\n", "top.txt": b"top\n"}
+        second = {"a/x.txt": b"x2\n" * 310, "b/c/z.md": b"# z\n", "top.txt": b"top\n",
+                  "b/new.txt": b"new\n"}
+    else:
+        first = {"site/img/logo.png": _rand(120_000, 13), "site/index.html": b"<p>i</p>\n",
+                 "site/css/main.css": b"p{}\n" * 40, "notes/todo.org": b"* todo\n",
+                 "notes/2026/week49.org": b"* w49\n" * 20}
+        # another size: rsync's quick check skips a file of the same size and mtime
+        second = {"site/img/logo.png": _rand(125_000, 14), "site/index.html": b"<p>i</p>\n",
+                  "site/css/print.css": b"@media print{}\n",
+                  "notes/2026/week49.org": b"* w49\n" * 21, "changelog.txt": b"v2\n"}
+    names = {part for rel in (*first, *second) for part in rel.split("/")}
+    a, b = "current", "next"  # the job's fixed source directories; their trees differ
+    for rel, blob in first.items():
+        _write(w / a / rel, blob)
+    for rel, blob in second.items():
+        _write(w / b / rel, blob)
+    (w / "mirror").mkdir(parents=True, exist_ok=True)
+    (w / "old").mkdir(parents=True, exist_ok=True)
+    steps = [["run", "rsync", "-a", f"{w}/{a}/", f"{w}/mirror/"],
+             ["run", "rsync", "-a", "--delete", "--backup", f"--backup-dir={w}/old",
+              f"{w}/{b}/", f"{w}/mirror/"],
+             ["out", f"{w}/list.txt", "rsync", "-r", "--list-only", f"{w}/mirror/"]]
+
+    def check(wd: Path) -> list[str]:
+        bad = [f"{rel} not mirrored" for rel, blob in second.items()
+               if not (wd / "mirror" / rel).is_file()
+               or (wd / "mirror" / rel).read_bytes() != blob]
+        gone = [rel for rel in first if rel not in second and (wd / "mirror" / rel).exists()]
+        return bad + [f"{rel} not deleted" for rel in gone]
+    return Mix(steps, names, check)
+
+
 PROGRAMS = [
     Program("nginx", {"nginx": "nginx", "curl": "curl"}, prepare_nginx),
     Program("redis", {"redis-server": "redis-server", "redis-cli": "redis-tools"}, prepare_redis),
@@ -522,6 +563,7 @@ PROGRAMS = [
     Program("sqlite3", {"sqlite3": "sqlite3"}, prepare_sqlite),
     Program("textproc", {"sed": "sed", "sort": "coreutils", "split": "coreutils"},
             prepare_textproc),
+    Program("rsync", {"rsync": "rsync"}, prepare_rsync),
 ]
 
 
