@@ -130,6 +130,82 @@ def test_link_lock_and_exec_never_ride_on_the_glob() -> None:
     assert linked.files[(f"{W}/data/*", "", True)] == {"w"}
 
 
+def test_a_directory_only_listed_below_blocks_the_tree_not_its_own_glob() -> None:
+    files = {f"{W}/data/a/x": "w", f"{W}/data/b/y": "w", f"{W}/data/c": "w"}
+    assert [g.pattern for g in written_content_globs(_model(files))] == [f"{W}/data/**"]
+    for listed in ("conf.d/", ".ssh/"):  # read by the app, or only looked at
+        assert written_content_globs(_model(files | {f"{W}/data/{listed}": "r"})) == []
+    # the area's own listing is not below it (DIR/** does not match DIR/)
+    assert written_content_globs(_model(files | {f"{W}/data/": "r"})) != []
+
+
+def test_a_hard_link_to_a_file_not_written_blocks_the_directory() -> None:
+    files = {f"{W}/data/{n}": "w" for n in ("a", "b", "c")} | {f"{W}/config.yaml": "r"}
+    events = [_file(p, v) for p, v in files.items()]
+    linked = reduce_events([*events, _file(f"{W}/data/cfg", "l", old=f"{W}/config.yaml")])
+    assert written_content_globs(linked[PROFILE]) == []
+    # a link to a file it wrote itself opens nothing new
+    own = reduce_events([*events, _file(f"{W}/data/a2", "l", old=f"{W}/data/a")])
+    assert [g.pattern for g in written_content_globs(own[PROFILE])] == [f"{W}/data/*"]
+
+
+def test_a_mount_point_inside_blocks_the_area() -> None:
+    events = [_file(f"{W}/data/{n}", "w") for n in ("x/a", "y/b", "c")]
+    events.append(make_event("mount", ts=1, profile=PROFILE, node="n1", namespace="ci",
+                             pod="job-1", container="c", op="mount",
+                             path=f"{W}/data/mnt/", fstype=""))
+    assert written_content_globs(reduce_events(events)[PROFILE]) == []
+
+
+@pytest.mark.parametrize("where", ["/var//log/app", "/srv/./app", "/srv/x/../../etc"])
+def test_paths_that_are_not_canonical_are_never_generalised(where: str) -> None:
+    files = {f"{where}/{n}": "w" for n in ("a", "b", "c")}
+    assert written_content_globs(_model(files)) == []
+    walk = {f"{where}/": "r", f"{where}/d1/": "r", f"{where}/d2/": "r",
+            f"{where}/d1/f": "r", f"{where}/d2/g": "r"}
+    assert content_globs(_model(walk)) == {}
+
+
+@pytest.mark.parametrize("files", [
+    {f"{W}/pkg/__pycache__/{n}.cpython-311.pyc": "rw" for n in ("a", "b", "c")},
+    {f"{W}/node_modules/{n}": "w" for n in ("a", "b", "c")},
+    {f"{W}/out/{n}": "w" for n in ("a.txt", "b.txt", "hook.php")},  # code written there
+])
+def test_never_where_code_is_loaded_with_a_plain_read(files: dict[str, str]) -> None:
+    assert written_content_globs(_model(files)) == []
+
+
+def test_a_tree_never_holds_a_refused_place() -> None:
+    files = {"/var/cache/a/x": "w", "/var/cache/b/y": "w", "/var/cache/z": "w"}
+    assert written_content_globs(_model(files)) == []  # /var/cache/** reaches apt's
+
+
+def test_a_written_sibling_never_gives_write_to_a_file_mapped_executable() -> None:
+    """An earlier pass (counters, sibling collapse) must not merge a plugin the workload
+    maps executable with written siblings: plugin*.so w would reach plugin1.so."""
+    files = {f"{W}/plugins/plugin1.so": "rm", f"{W}/plugins/plugin2.so": "w",
+             f"{W}/plugins/plugin3.so": "w", f"{W}/plugins/a": "w", f"{W}/plugins/b": "w",
+             f"{W}/plugins/c": "w"}
+    window = ClassifierStage().close(
+        ClosedWindow(PROFILE, "ci", {}, "AppArmor", 0, 1, _model(files)))
+    for (path, _old, _owner), perms in window.model.files.items():
+        if matches(path, f"{W}/plugins/plugin1.so"):
+            assert not set("".join(perms)) & set("wa"), (path, perms)
+    # a program it runs and never wrote, beside written counters: same
+    ran = _model({f"{W}/bin/job-1": "w", f"{W}/bin/job-2": "w"}, (f"{W}/bin/job-3",))
+    window = ClassifierStage().close(ClosedWindow(PROFILE, "ci", {}, "AppArmor", 0, 1, ran))
+    assert not any(matches(p, f"{W}/bin/job-3") for (p, _o, _w) in window.model.files)
+
+
+@pytest.mark.parametrize("place", ["/var/backups", "/var/spool/cron", "/host/etc",
+                                   "/host/var/lib/kubelet", "/srv/mysecrets",
+                                   "/srv/app/apikeys"])
+def test_a_walk_is_refused_where_a_read_is(place: str) -> None:
+    walk = {f"{place}/": "r", f"{place}/d1/": "r", f"{place}/d2/": "r",
+            f"{place}/d1/f": "r", f"{place}/d2/g": "r"}
+    assert content_globs(_model(walk)) == {}
+
+
 SENSITIVE = ["/etc/app", "/etc", "/root/out", "/home/alice/out", "/usr/lib/app",
              "/usr/local/bin", "/bin/x", "/lib/x", "/var/log/app", "/var/lib/kubelet/pods",
              "/proc/self", "/sys/fs/x", "/run/app", "/srv/app/secrets", "/data/.ssh",
@@ -180,9 +256,11 @@ def test_a_walked_tree_becomes_one_read_rule() -> None:
             f"{W}/data/photos/a.jpg": "r", f"{W}/data/docs/letter.txt": "r"}
     made = content_globs(_model(walk))
     assert list(made) == [f"{W}/data/**"] and made[f"{W}/data/**"].walked
-    # one directory listed below is a look, not a walk
+    # one directory listed below is a look, not a walk; nor is reading in one of them
     look = {f"{W}/data/": "r", f"{W}/data/photos/": "r", f"{W}/data/photos/a.jpg": "r"}
     assert content_globs(_model(look)) == {}
+    one = {p: v for p, v in walk.items() if p != f"{W}/data/docs/letter.txt"}
+    assert content_globs(_model(one)) == {}
     # a secret-looking directory listed inside refuses the tree; so does a node place
     secret = walk | {f"{W}/data/keys/": "r"}
     assert content_globs(_model(secret)) == {}
@@ -259,7 +337,9 @@ def test_real_tar_restores_other_names_under_the_first_runs_profile(
     window = RenderStage().close(ClassifierStage().close(window))
     rules = _rules(window.model)
     assert rules.get(f"{base}/data/**") == "r", rules          # walked: read only
-    assert "w" in rules.get(f"{base}/restore/data/**", ""), rules  # restored: written
+    # restored: written, the tree from restore/, where tar made data/
+    assert "w" in rules.get(f"{base}/restore/**", ""), "\n".join(
+        f"{k} {v}" for k, v in sorted(rules.items()))
     assert window.apparmor is not None
     compile_check(window.apparmor)
     second = _tar_job(tracer, base, {"music/2025/live/track01.flac": b"f" * 9000,
@@ -274,9 +354,9 @@ def test_real_tar_restores_other_names_under_the_first_runs_profile(
                    if matches(key[0], event["path"])
                    and set(event["perms"]) <= set("".join(perms))]
         assert allowed, f"{event['path']} {event['perms']} has no rule"
-    # run 1 only read the data tree: writing there, or writing beside the restored tree,
-    # is not allowed; nor is exec
-    for path, perms in ((f"{base}/data/x", "w"), (f"{base}/restore/x", "w"),
+    # run 1 only read the data tree: writing there is not allowed, nor beside the trees
+    # (the backup directory held one archive), nor reading elsewhere
+    for path, perms in ((f"{base}/data/x", "w"), (f"{base}/backup/x", "w"), (f"{base}/x", "w"),
                         (f"{base}/etc/passwd", "r")):
         assert not any(matches(key[0], path) and set(perms) <= set("".join(p))
                        for key, p in window.model.files.items()), path

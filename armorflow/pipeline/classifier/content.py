@@ -14,10 +14,10 @@ The generalisation is deliberately narrow (docs/profiles.md, "Read-only content"
 * a directory becomes ``DIR/*`` from :data:`FLAT_FILES` files read directly in it; a tree
   becomes ``DIR/**`` from :data:`TREE_FILES` files read in at least :data:`TREE_DIRS`
   directories of it, or from a walk (``DIR/`` listed, :data:`WALK_DIRS` directories
-  below it listed and a file read below it: an archiver, a copy, a VCS adding a work
-  tree), and only two levels below ``/`` or deeper: the deepest such tree, or an
-  ancestor of it that qualifies too and has :data:`SPANNING_FILES` files read directly
-  in it;
+  below it listed and files read in :data:`WALK_DIRS` of the listed ones: an archiver,
+  a copy, a VCS adding a work tree), and only two levels below ``/`` or deeper: the
+  deepest such tree, or an ancestor of it that qualifies too and has
+  :data:`SPANNING_FILES` files read directly in it;
 * never where reading a file not seen is a leak or a window on the node: system
   configuration, homes, kernel and device trees, runtime and kubelet state, logs, and
   any directory whose own name or an ancestor's reads like a secret store
@@ -55,6 +55,11 @@ WALK_DIRS: Final = 2
 REFUSED_PLACES: Final = (
     "/etc", "/root", "/home", "/proc", "/sys", "/dev", "/run", "/var/run", "/boot",
     "/var/lib/kubelet", "/var/log", "/var/lib/containerd", "/var/lib/docker",
+    # backups of node files, queues of other users' jobs and mail, node identity stores
+    "/var/backups", "/var/spool", "/var/mail", "/var/lib/rpm", "/var/lib/sss",
+    "/var/lib/etcd",
+    # where a node's own file system is commonly mounted into a container (hostPath)
+    "/host", "/hostfs", "/rootfs", "/node", "/mnt/host", "/mnt/root",
 )
 #: Directory-name words that mark a secret store, matched against a segment's
 #: ``.``/``-``/``_``-separated words, case-insensitively.
@@ -64,6 +69,11 @@ SECRET_WORDS: Final = frozenset({
     "shadow", "ssl", "tls", "pki", "certs", "vault", "auth", "ssh", "gnupg", "aws", "kube",
 })
 _WORDS: Final = re.compile(r"[.\-_]+")
+#: Longer secret words also matched inside a word (``mysecrets``, ``apikeys``,
+#: ``db_passwords2``); the short ones above only as whole words (``key`` is in
+#: ``monkey``, ``auth`` in ``author``).
+SECRET_STEMS: Final = ("secret", "private", "keyring", "keystore", "credential", "password",
+                       "passwd", "shadow", "gnupg", "apikey")
 
 
 @dataclass(frozen=True)
@@ -88,15 +98,26 @@ def _under(path: str, place: str) -> bool:
     return path == place or path.startswith(place + "/")
 
 
+def canonical(path: str) -> bool:
+    """``path`` (absolute, no trailing slash) has no empty, ``.`` or ``..`` segment: the
+    profile compiler folds ``//``, so a refusal by prefix must not be fooled by one."""
+    if path == "":
+        return True  # the root's own children
+    return path.startswith("/") and all(
+        part not in ("", ".", "..") for part in path[1:].split("/"))
+
+
 def refusal(directory: str) -> str | None:
     """Why reads below ``directory`` (a literal absolute path, no trailing slash) may not
     be generalised, or None when they may."""
+    if not canonical(directory):
+        return "the path is not canonical (an empty, '.' or '..' segment)"
     for place in REFUSED_PLACES:
         if _under(directory, place):
             return f"{place} holds configuration, state or secrets of the node"
     for segment in directory.split("/"):
         words = {w for w in _WORDS.split(segment.lower()) if w}
-        if words & SECRET_WORDS:
+        if words & SECRET_WORDS or any(stem in segment.lower() for stem in SECRET_STEMS):
             return f"{segment!r} reads like a secret store"
     return None
 
@@ -163,8 +184,20 @@ def content_globs(model: BehaviourModel) -> dict[str, ContentGlob]:
             ancestor = ancestor.rpartition("/")[0]
     out: dict[str, ContentGlob] = {}
 
+    # directories a file was read in (also files written too: git checks out what it
+    # then reads); the glob itself still carries r alone
+    read_in = {_parent(unescape_literal(path)) for (path, _old, _owner), perms
+               in model.files.items()
+               if "r" in "".join(perms) and not has_wildcard(path) and not path.endswith("/")}
+    read_listed: dict[str, int] = defaultdict(int)
+    for directory in listed & read_in:
+        for ancestor in (directory, *_ancestors_above(directory)):
+            read_listed[ancestor] += 1
+
     def walked(d: str) -> bool:
-        return d in listed and listed_below[d] >= WALK_DIRS
+        # listed, with directories below listed too, and files read in two or more of
+        # the listed directories (a walk reads what it finds, not one file)
+        return d in listed and listed_below[d] >= WALK_DIRS and read_listed[d] >= WALK_DIRS
 
     trees = sorted(
         (d for d, n in below.items()

@@ -76,10 +76,23 @@ def guarded_sibling_collapse(model: BehaviourModel, threshold: int = DEFAULT_THR
     mapping = sibling_mapping(model, threshold)
     if all(src == dst for src, dst in mapping.items()):
         return
+    # A file mapped executable and never written must not gain write from a written
+    # sibling (plugin1.so mapped, plugin2.so written: plugin*.so would be mrw): such a
+    # group keeps its literal rules.
+    mapped, writing = set(), set()
+    for (path, _old, _owner), perms in model.files.items():
+        new = mapping.get(path, path)
+        letters = _letters(perms)
+        if new != path:
+            if "m" in letters and not set(letters) & {"w", "a"}:
+                mapped.add(new)
+            if set(letters) & {"w", "a"}:
+                writing.add(new)
+    unsafe = mapped & writing
     files: dict[FileKey, set[str]] = {}
     for (path, old, owner), perms in model.files.items():
         new = mapping.get(path, path)
-        if new != path and allows(new, _letters(perms)):
+        if new != path and new not in unsafe and allows(new, _letters(perms)):
             examples = model.collapsed.setdefault(new, set())
             examples.update(model.collapsed.pop(path, {path}))
         else:

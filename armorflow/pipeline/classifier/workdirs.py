@@ -12,19 +12,25 @@ The rule (docs/profiles.md, "Written content"):
 * a directory becomes ``DIR/*`` from :data:`FLAT_FILES` files written directly in it; a
   tree becomes ``DIR/**`` from :data:`TREE_FILES` files written below it in at least
   :data:`TREE_DIRS` of its directories (made directories count as a directory written
-  in), the deepest such tree; both at least :data:`MIN_DEPTH` segments below ``/``;
+  in), the highest such tree (everything below it is the workload's, see below); both
+  at least :data:`MIN_DEPTH` segments below ``/``;
 * the glob carries the union of the replaced rules' permissions, which may only be
   ``r``, ``w``, ``a`` and ``k``: a new name can be written and read back, never linked,
   mapped executable or run;
 * a directory is *blocked* when any rule below it (in it, for ``DIR/*``) would gain a
   permission it never had that matters: a file only read (configuration or input inside
-  the work area), a file run or mapped executable that the workload did not write, or a
-  glob of either. Widening write onto those would turn a writable work area into a way
-  to change what the workload reads or runs;
-* never in the places where reads are not generalised either (classifier/content.py:
-  node configuration, homes, kernel trees, runtime state, logs, secret-looking
-  directories), nor in system trees (``/usr``, ``/bin``, ``/lib``...); and the
-  classifier's safety policy is applied on top.
+  the work area), a file run or mapped executable that the workload did not write, a
+  hard link whose target it did not write (the name opens the target), a directory
+  below it only listed (for ``DIR/**``), a mount point, or a glob that is only read or
+  carries more than the area's letters. Widening write onto those would turn a writable
+  work area into a way to change what the workload reads or runs;
+* never where code is loaded with a plain read (a file with a code suffix written
+  there, or a directory such as ``__pycache__`` or ``node_modules``: a planted file
+  would run), in the places where reads are not generalised either
+  (classifier/content.py: node configuration, homes, kernel trees, runtime state, logs,
+  secret-looking directories, node file systems mounted in), in system trees (``/usr``,
+  ``/bin``, ``/lib``...), for a tree holding such a place, or on a path that is not
+  canonical; and the classifier's safety policy is applied on top.
 
 Names are hostile input: they stay literal in the glob (escaped), only the last segment
 becomes ``*`` or ``**``, and the evidence is counted on names, not on what they look
@@ -53,6 +59,17 @@ MIN_DEPTH: Final = 2
 #: Permissions a written-content glob may carry.
 CARRIED: Final = frozenset("rwak")
 _WRITING: Final = frozenset("wa")
+#: Directories of code that an interpreter loads with a plain read (no ``x``, no ``m``):
+#: a planted file there runs.
+CODE_DIRS: Final = frozenset({
+    "__pycache__", "site-packages", "dist-packages", "node_modules", ".venv", "venv",
+    "vendor", "gems", "plugins", "extensions", "modules",
+})
+#: Suffixes of such code: a directory where one was written stays literal.
+CODE_SUFFIXES: Final = frozenset({
+    "py", "pyc", "pyo", "pth", "php", "phtml", "phar", "js", "mjs", "cjs", "class", "jar",
+    "war", "rb", "pl", "pm", "lua", "sh", "so", "jsp", "el", "elc",
+})
 #: System trees a workload never owns (in addition to content.REFUSED_PLACES).
 SYSTEM_TREES: Final = (
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/snap",
@@ -79,10 +96,37 @@ class WrittenContentGlob:
 
 def refusal(directory: str) -> str | None:
     """Why new names below ``directory`` may not be written, or None when they may."""
+    if not content.canonical(directory):
+        return "the path is not canonical (an empty, '.' or '..' segment)"
     for place in SYSTEM_TREES:
         if content._under(directory, place):
             return f"{place} is a system tree"
+    for segment in directory.split("/"):
+        if segment.lower() in CODE_DIRS:
+            return f"{segment!r} holds code an interpreter loads"
     return content.refusal(directory)
+
+
+def tree_refusal(directory: str, seen: set[str]) -> str | None:
+    """Why ``DIR/**`` may not be made for writing: the directory is refused, a refused
+    place lies inside it (``/var/cache/**`` would reach ``/var/cache/apt``), or one of the
+    directories seen below it is refused."""
+    why = refusal(directory)
+    if why is not None:
+        return why
+    for place in (*SYSTEM_TREES, *content.REFUSED_PLACES):
+        if content._under(place, directory):
+            return f"{place}, inside it, is refused"
+    for below in sorted(seen):
+        why = refusal(below)
+        if why is not None:
+            return why
+    return None
+
+
+def _code(name: str) -> bool:
+    """A name an interpreter or the dynamic loader runs with a plain read."""
+    return name.rpartition(".")[2].lower() in CODE_SUFFIXES and "." in name
 
 
 def _parent(path: str) -> str:
@@ -135,34 +179,56 @@ def _evidence(model: BehaviourModel) -> _Evidence:
     writable: set[str] = set()
     blockers: list[str] = []
     glob_roots: list[str] = []
+    links: list[tuple[str, str]] = []
+    listed: list[str] = []
     for key, perms in model.files.items():
         path, old, _owner = key
         letters = set("".join(perms))
-        if has_wildcard(path):
-            if not letters & _WRITING:
-                glob_roots.append(_fixed_dir(path))
+        if has_wildcard(path) or has_wildcard(old):
+            # a glob only read, or carrying anything the area's glob may not (an earlier
+            # pass may have merged a mapped file with written siblings), blocks where it
+            # reaches
+            if not letters & _WRITING or not letters <= CARRIED or old:
+                glob_roots.append(_fixed_dir(path if has_wildcard(path) else old))
             continue
         literal = unescape_literal(path)
         if letters & _WRITING:
             writable.add(literal)
         if old:
-            continue  # link rules keep their own literal rule
+            links.append((literal, unescape_literal(old)))
+            continue
         if literal.endswith("/"):
-            if letters <= CARRIED:
-                made_dirs[key] = literal
+            if letters & _WRITING and letters <= CARRIED:
+                made_dirs[key] = literal  # made (or removed) by the workload
+            else:
+                listed.append(literal.rstrip("/"))  # only listed: not the workload's own
         elif not letters & _WRITING:
             blockers.append(literal)  # only read, locked, mapped executable or linked
         elif letters <= CARRIED:
             written[key] = literal
         # written and also mapped or linked: keeps its literal rule, the glob adds nothing
+    for new, target in links:
+        # a hard link's name opens its target: write on the name would be write on a
+        # file the workload may only have read
+        if target not in writable:
+            blockers += [new, target]
     for pattern in model.executions:
         if has_wildcard(pattern):
             glob_roots.append(_fixed_dir(pattern))
         elif unescape_literal(pattern) not in writable:
             blockers.append(unescape_literal(pattern))
+    for _op, pattern, _fstype in model.mounts:
+        # a mount point inside the area would make whatever is mounted there writable
+        if has_wildcard(pattern):
+            glob_roots.append(_fixed_dir(pattern))
+        elif pattern:
+            blockers.append(unescape_literal(pattern).rstrip("/") + "/.")
     blocked_flat = {_parent(path) for path in blockers}
     blocked_tree = {a for d in blocked_flat for a in _ancestors(d)}
     blocked_tree.update(a for root in glob_roots for a in _ancestors(root))
+    # ``DIR/**`` matches a directory below it; ``DIR/*`` and the directory's own tree
+    # do not
+    blocked_tree.update(a for d in listed for a in _ancestors(_parent(d)))
     return _Evidence(written, made_dirs, blocked_flat, blocked_tree, glob_roots)
 
 
@@ -179,8 +245,11 @@ def _plan(model: BehaviourModel) -> list[tuple[WrittenContentGlob, list[FileKey]
     below: dict[str, list[FileKey]] = defaultdict(list)
     dirs_below: dict[str, set[str]] = defaultdict(set)
     directly: dict[str, list[FileKey]] = defaultdict(list)
+    code: set[str] = set()  # directories where code was written (flat), and above (tree)
     for key, literal in ev.written.items():
         parent = _parent(literal)
+        if _code(literal.rpartition("/")[2]):
+            code.update(_ancestors(parent))
         directly[parent].append(key)
         for ancestor in _ancestors(parent):
             below[ancestor].append(key)
@@ -193,30 +262,32 @@ def _plan(model: BehaviourModel) -> list[tuple[WrittenContentGlob, list[FileKey]
             if key in model.files and set("".join(model.files[key])) & _WRITING:
                 dirs_below[ancestor].add(made)
     plans: list[tuple[WrittenContentGlob, list[FileKey]]] = []
-    taken: list[str] = []
-    trees = sorted((d for d, keys in below.items()
-                    if len(keys) >= TREE_FILES and len(dirs_below[d]) >= TREE_DIRS
-                    and d.count("/") >= MIN_DEPTH),
-                   key=lambda d: (-d.count("/"), d))
-    for directory in trees:  # deepest first: the narrowest tree that qualifies
-        if any(content._under(directory, t) or content._under(t, directory) for t in taken):
-            continue
-        if ev.blocked(directory, tree=True) or refusal(directory) is not None:
-            continue
-        if any(refusal(d) is not None for d in dirs_below[directory]):
-            continue
+    qualified = [d for d, keys in below.items()
+                 if len(keys) >= TREE_FILES and len(dirs_below[d]) >= TREE_DIRS
+                 and d.count("/") >= MIN_DEPTH and not ev.blocked(d, tree=True)
+                 and d not in code and tree_refusal(d, dirs_below[d]) is None
+                 and safety.allows(escape_literal(d) + "/**",
+                                   _perms_below(model, below[d] + made_below[d]))]
+    # The widest the workload itself wrote in: every file below a qualified tree was
+    # written by the workload (a file only read, run or listed blocks the tree and each
+    # one above it), so the highest qualified directory that it wrote a file or made a
+    # directory in is its work area, whatever the inner directories look like (which of
+    # them hold three files depends on the run). A directory above, that it never wrote
+    # in, may hold what the window did not see.
+    made_in = {_parent(literal) for literal in ev.made_dirs.values()}
+    roots = [d for d in qualified if directly.get(d) or d in made_in]
+    taken = sorted(d for d in roots
+                   if not any(content._under(d, other) and d != other for other in roots))
+    for directory in taken:
         keys = below[directory] + made_below[directory]
-        perms = _perms_below(model, keys)
-        pattern = escape_literal(directory) + "/**"
-        if not safety.allows(pattern, perms):
-            continue
-        taken.append(directory)
-        plans.append((WrittenContentGlob(pattern, perms, len(below[directory]),
+        plans.append((WrittenContentGlob(escape_literal(directory) + "/**",
+                                         _perms_below(model, keys), len(below[directory]),
                                          len(dirs_below[directory])), keys))
     for directory, keys in sorted(directly.items()):
         if (len(keys) < FLAT_FILES or directory.count("/") < MIN_DEPTH
                 or any(content._under(directory, t) for t in taken)
-                or ev.blocked(directory, tree=False) or refusal(directory) is not None):
+                or ev.blocked(directory, tree=False) or directory in code
+                or refusal(directory) is not None):
             continue
         perms = _perms_below(model, keys)
         pattern = escape_literal(directory) + "/*"

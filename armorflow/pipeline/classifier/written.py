@@ -231,6 +231,24 @@ def _counter_globs(model: BehaviourModel,
     return out
 
 
+def _run_not_written(model: BehaviourModel) -> list[str]:
+    """Literal names the workload ran or mapped executable and never wrote: a written
+    glob that matches one would let the workload change code it runs (plugin1.so mapped,
+    plugin2.so and plugin3.so written: plugin*.so w would reach plugin1.so)."""
+    writing: set[str] = set()
+    mapped: set[str] = set()
+    for (path, _old, _owner), perms in model.files.items():
+        if has_wildcard(path):
+            continue
+        letters = set("".join(perms))
+        if letters & set("wa"):
+            writing.add(unescape_literal(path))
+        elif "m" in letters:
+            mapped.add(unescape_literal(path))
+    ran = {unescape_literal(p) for p in model.executions if not has_wildcard(p)}
+    return sorted((mapped | ran) - writing)
+
+
 def written_globs(model: BehaviourModel) -> tuple[list[tuple[WrittenGlob, list[FileKey]]], int]:
     """The merges the two passes would make, and how many the safety policy refused."""
     templates = _template_globs(model)
@@ -242,12 +260,14 @@ def written_globs(model: BehaviourModel) -> tuple[list[tuple[WrittenGlob, list[F
         targets[(glob, old, key[2], kind)].append(key)
     out: list[tuple[WrittenGlob, list[FileKey]]] = []
     refused = 0
+    run = _run_not_written(model) if targets else []
     for (glob, old, _owner, kind), keys in sorted(targets.items()):
         perms = "".join(sorted({p for key in keys for p in "".join(model.files[key])}))
         literals = [k[0] for k in keys]
         if not all(matches(glob, unescape_literal(p)) for p in literals):
             continue  # never widen past what the merge was meant to cover
-        if not safety.allows(glob, perms) or (old and not safety.allows(old, "l")):
+        if not safety.allows(glob, perms) or (old and not safety.allows(old, "l")) or any(
+                matches(glob, name) for name in run):
             refused += 1
             continue
         made = WrittenGlob(glob, tuple(sorted(unescape_literal(p) for p in literals)), kind,
