@@ -34,6 +34,11 @@ COLLAPSE_EXAMPLES = 3
 #: Behaviours a model remembers having folded, per kind, before it starts over: bounds
 #: the cache's memory (a few MB) while keeping a busy workload's repeats to one lookup.
 SEEN_LIMIT = 4_096
+#: Default most path rules (file rules and executed paths) one model holds. Names are
+#: chosen by the workload: a million distinct ones make a million rules, about 1 KB of
+#: memory each while the window is open, and a profile no parser or API server takes.
+#: Past the budget a new path rule is counted, not kept (see ``over_budget``).
+RULE_BUDGET = 100_000
 
 #: Sources a rule's provenance keeps: the smallest, so that keeping them stays a
 #: commutative, idempotent union like the rest of the model.
@@ -143,6 +148,11 @@ class BehaviourModel:
     _learned: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
     #: kind -> behaviours already folded in (a cache, emptied when it reaches SEEN_LIMIT).
     _seen: dict[str, set[Any]] = field(default_factory=dict, repr=False, compare=False)
+    #: Most path rules this model takes (None: no limit); new ones past it are counted
+    #: in ``over_budget`` instead of kept, so that memory stays bounded.
+    rule_budget: int | None = field(default=None, repr=False, compare=False)
+    #: New path rules refused by the budget since the owner last took the count.
+    over_budget: int = field(default=0, repr=False, compare=False)
 
     # --- growing -----------------------------------------------------------------------
 
@@ -259,6 +269,13 @@ class BehaviourModel:
         self._touch(("profile", profile))
         return True
 
+    def _full(self) -> bool:
+        """The rule budget is spent: count the new path rule instead of keeping it."""
+        if self.rule_budget is None or len(self.files) + len(self.executions) < self.rule_budget:
+            return False
+        self.over_budget += 1
+        return True
+
     # One fold per kind: each tests membership before it adds, so that change detection
     # costs one lookup, and returns True when it changed an entry.
 
@@ -299,6 +316,8 @@ class BehaviourModel:
         )
         have = self.files.get(key)
         if have is None:
+            if self._full():
+                return False
             self.files[key] = set(perms)
         elif all(p in have for p in perms):
             # Another name of a glob, or another replica: the rule stays, its
@@ -314,6 +333,8 @@ class BehaviourModel:
         path = self._pattern(literal, path_of, "x")
         if path in self.executions:
             self._again(("exec", path))
+            return False
+        if self._full():
             return False
         self.executions.add(path)
         self._touch(("exec", path))

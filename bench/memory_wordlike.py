@@ -16,6 +16,7 @@ step runs in a process of its own and reports its own peak RSS (VmHWM):
    record`` of all of it (peak RSS of record alone, the sort buffer at its default).
 
 Usage: python bench/memory_wordlike.py [--events N] [--profiles P] [--seed S] [--skip STEP]
+                                      [--max-rules R]
 """
 
 from __future__ import annotations
@@ -73,12 +74,12 @@ def write_recording(path: Path, n: int, profiles: int, seed: int) -> None:
 # --- steps, each run in a child process ------------------------------------------------
 
 
-def step_ingest(n: int, profiles: int, seed: int) -> None:
+def step_ingest(n: int, profiles: int, seed: int, max_rules: int) -> None:
     from armorflow.control import make_control
     from armorflow.pipeline.ingest import Ingestor
     from armorflow.pipeline.stages import ClassifierStage
 
-    ingest = Ingestor(ClassifierStage().path_mapper())
+    ingest = Ingestor(ClassifierStage().path_mapper(), rule_budget=max_rules or None)
     starts = [make_control("start", f"wordlike-{p}", duration_s=86_400, start_ts=T0,
                            ts=T0).encode() for p in range(profiles)]
     ingest.apply_batch(starts, now_ns=T0)
@@ -103,6 +104,7 @@ def step_ingest(n: int, profiles: int, seed: int) -> None:
                 messages = []
             rules = sum(len(m.files) for m in ingest.models.values())
             print(orjson.dumps({"events": done, "rules": rules,
+                                "over_budget": ingest.stats.over_budget,
                                 "cpu_s": time.process_time() - started,
                                 "peak_rss_mib": peak_rss_mib()}).decode(), flush=True)
 
@@ -110,7 +112,8 @@ def step_ingest(n: int, profiles: int, seed: int) -> None:
 def run_child(step: str, args: argparse.Namespace) -> list[dict[str, object]]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", step, "--events", str(args.events),
-         "--profiles", str(args.profiles), "--seed", str(args.seed)],
+         "--profiles", str(args.profiles), "--seed", str(args.seed),
+         "--max-rules", str(args.max_rules)],
         check=True, capture_output=True, text=True, cwd=ROOT,
     )
     return [orjson.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
@@ -138,10 +141,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip", action="append", default=[],
                         choices=["ingest", "model", "record"])
+    parser.add_argument("--max-rules", type=int, default=0,
+                        help="the pipeline's rule budget per profile (default 0: off, to "
+                             "measure the cost per rule; the worker's default is 100,000)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "ingest":
-        step_ingest(args.events, args.profiles, args.seed)
+        step_ingest(args.events, args.profiles, args.seed, args.max_rules)
         return
 
     print(f"{args.events:,} file events with word-like random names, {args.profiles} "
@@ -155,14 +161,15 @@ def main() -> None:
         if "ingest" not in args.skip:
             for row in run_child("ingest", args):
                 ev = int(row["events"])  # type: ignore[call-overload]
-                print(f"ingest: {ev:>9,} events, {row['rules']:>9,} rules, "
+                print(f"ingest: {ev:>9,} events, {row['rules']:>9,} rules "
+                      f"({row['over_budget']:,} over budget), "
                       f"{ev / float(row['cpu_s']):>8,.0f} events/s (CPU), "  # type: ignore[arg-type]
                       f"peak RSS {float(row['peak_rss_mib']):,.0f} MiB")  # type: ignore[arg-type]
 
         if "model" not in args.skip:
             seconds, rss, done = timed_peak(
                 [*ARMORFLOW, "model", "--from", str(recording), "--out", str(work / "models"),
-                 "--duration", "24h"], cwd=ROOT)
+                 "--duration", "24h", "--max-rules", str(args.max_rules or 10**9)], cwd=ROOT)
             status = "ok" if done.returncode == 0 else f"exit {done.returncode}"
             print(f"model:  {seconds:,.1f} s wall, {args.events / seconds:,.0f} events/s, "
                   f"peak RSS {rss:,.0f} MiB ({status})")

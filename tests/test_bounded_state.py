@@ -1,13 +1,17 @@
 """State grows with distinct behaviour, not with events: a workload that creates a flood
 of distinct temp files leaves a handful of model entries, through the real classifier
-stage the pipeline uses on the way in."""
+stage the pipeline uses on the way in; and a model of names without end stops at its rule
+budget, counts the rest and fails its window instead of the worker's memory."""
 
 from __future__ import annotations
 
 import random
 import string
+import subprocess
+import sys
 import tempfile
 import uuid
+from pathlib import Path
 
 import orjson
 
@@ -77,3 +81,73 @@ def test_the_classifier_memo_is_bounded_and_carries_recurring_names() -> None:
     # (plus the few random names the model misses and keeps literal: under 1% of them)
     assert len(fresh._cache) < 100 + 3 * generation // 100
     assert fresh.collapse(f"/tmp/tmp{next(names)}") == "/tmp/tmp*"
+
+
+# --- the rule budget: a model of unbounded names stops growing, and says so -------------
+
+
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3))
+
+
+def test_a_model_past_its_rule_budget_counts_new_rules_instead_of_keeping_them() -> None:
+    from armorflow.model import BehaviourModel
+
+    model = BehaviourModel(rule_budget=3)
+    for i, path in enumerate(["/srv/a", "/srv/b", "/srv/c", "/srv/d", "/srv/e"]):
+        model.add(make_event("file", ts=i, profile="p", path=path, perms="r", owner=False))
+    assert len(model.files) == 3 and model.over_budget == 2
+    # what it has may still widen; a repeat is not counted; execs share the budget
+    model.add(make_event("file", ts=9, profile="p", path="/srv/a", perms="w", owner=False))
+    model.add(make_event("file", ts=9, profile="p", path="/srv/b", perms="r", owner=False))
+    model.add(make_event("exec", ts=9, profile="p", path="/usr/bin/x"))
+    assert model.files[("/srv/a", "", False)] == {"r", "w"}
+    assert model.executions == set() and model.over_budget == 3
+    # other kinds are bounded by their nature and never refused
+    model.add(make_event("syscall", ts=9, profile="p", name="read"))
+    assert model.syscalls == {"read"}
+
+
+def test_the_ingestor_bounds_memory_per_profile_and_marks_the_window() -> None:
+    rng = random.Random(7)
+    ingest = Ingestor(Stages.default().path_mapper(), rule_budget=500)
+    ingest.apply_batch([make_control("start", p, duration_s=3600, start_ts=1, ts=1).encode()
+                        for p in ("flood", "calm")], now_ns=2)
+    flood = [make_event("file", ts=10 + i, profile="flood",
+                        path=f"/srv/app/users/{_word(rng)}/{_word(rng)}.json", perms="rw",
+                        owner=False)
+             for i in range(2_000)]
+    calm = [make_event("file", ts=10, profile="calm", path="/etc/hostname", perms="r",
+                       owner=False)]
+    for i in range(0, len(flood), 250):
+        ingest.apply_batch([orjson.dumps(flood[i:i + 250])], now_ns=20)
+    ingest.apply_batch([orjson.dumps(calm)], now_ns=20)
+    assert len(ingest.models["flood"].files) == 500
+    window = ingest.windows["flood"]
+    assert window.dropped_over_budget == 1_500 == ingest.stats.over_budget
+    assert window.events == 2_000  # modeled events are still counted as seen
+    assert ingest.windows["calm"].dropped_over_budget == 0
+    assert len(ingest.models["calm"].files) == 1
+    # the count survives the window's round trip through its table
+    from armorflow.pipeline.window import Window
+    assert Window.from_json(window.to_json()).dropped_over_budget == 1_500
+
+
+def test_armorflow_model_does_not_write_a_profile_past_the_budget(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    recording = tmp_path / "rec.jsonl"
+    lines = [make_event("file", ts=i, profile="flood", path=f"/data/{_word(rng)}-{i}.bin",
+                        perms="w", owner=False) for i in range(300)]
+    lines += [make_event("file", ts=1, profile="calm", path="/etc/hostname", perms="r",
+                         owner=False),
+              make_event("syscall", ts=2, profile="calm", name="read")]
+    recording.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    armorflow = str(Path(sys.executable).parent / "armorflow")
+    done = subprocess.run([armorflow, "model", "--from", str(recording), "--out",
+                           str(tmp_path / "out"), "--max-rules", "100"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr
+    assert "not written: flood: the model reached --max-rules 100 and 200 more" in done.stderr
+    assert "1 profile(s) modeled" in done.stdout
+    assert any(p.name.startswith("calm") for p in (tmp_path / "out").rglob("*"))
+    assert not any(p.name.startswith("flood") for p in (tmp_path / "out").rglob("*"))

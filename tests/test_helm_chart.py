@@ -580,3 +580,15 @@ def test_notes_explain_crd_upgrades_and_a_clash_with_varmor(tmp_path: Path) -> N
     assert "port 8081" in notes
     assert "varmor-armorflow-topics-1" in notes
     assert "Metrics:" not in rendered_notes(tmp_path, "--set", "metrics.port=0")
+
+
+def test_the_pipeline_rule_budget_is_a_value() -> None:
+    """pipeline.maxRules reaches the worker as --max-rules (memory per open window)."""
+    def pipeline_args(*sets: str) -> list[str]:
+        (deploy,) = [d for d in render(*sets) if d["kind"] in ("Deployment", "StatefulSet")
+                     and d["metadata"]["name"].endswith("pipeline")]
+        args: list[str] = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+        return args
+
+    assert "--max-rules=100000" in pipeline_args()
+    assert "--max-rules=5000" in pipeline_args("--set", "pipeline.maxRules=5000")

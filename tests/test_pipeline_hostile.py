@@ -263,3 +263,36 @@ def test_replaying_an_old_recording_without_rebase_says_what_will_happen(
                               "--rebase-ts", "now", "-b", broker.bootstrap_servers],
                              capture_output=True, text=True, timeout=60)
     assert rebased.returncode == 0 and "warning" not in rebased.stderr
+
+
+def test_a_window_past_its_rule_budget_fails_and_the_others_complete(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """A workload whose file names never repeat (a name per request): its model stops at
+    the budget and its window ends Failed, saying why; the worker's other windows (and its
+    memory) are not taken down with it."""
+    w = WorkerProcess(broker, unique("budget"), tmp_path, grace_s=1.0,
+                      extra=["--sink", f"file://{tmp_path / 'out'}", "--max-rules", "40",
+                             "--status-every-s", "1"]).start()
+    try:
+        w.wait_ready()
+        flood, calm = unique("flood"), unique("calm")
+        start = time.time_ns()
+        for profile in (flood, calm):
+            control(broker, "start", profile, duration_s=3, start_ts=start)
+        publish(broker, [make_event("file", ts=start + i, profile=flood,
+                                    path=f"/srv/app/req-{i:06d}-{unique('n')}.json",
+                                    perms="w", owner=True) for i in range(200)])
+        publish(broker, workload(calm, start + 10)[:13])
+        failed = wait_for_message(broker, STATUS_TOPIC, lambda v: v.get("profile") == flood
+                                  and v.get("phase") == "Failed", timeout_s=90)
+        assert "budget of 40 path rules" in failed["message"]
+        assert "--max-rules" in failed["message"]
+        assert failed["counts"]["droppedOverBudget"] >= 150
+        completed(broker, calm, timeout_s=90)
+        assert not any(d.get("pipeline") == w.app_id for d in model_docs(broker, flood))
+        log = w.log()
+        assert log.count(f"the model of {flood} reached its budget") == 1
+        assert "Traceback" not in log
+    finally:
+        w.stop()

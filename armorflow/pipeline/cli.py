@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from armorflow.cliopts import BootstrapOpt, KafkaOpt, duration_option, kafka_settings
+from armorflow.model import RULE_BUDGET
 
 
 def register(app: typer.Typer) -> None:
@@ -67,6 +68,10 @@ def pipeline(
     loglevel: Annotated[str, typer.Option(help="Worker log level.")] = "info",
     metrics_port: Annotated[int, typer.Option(
         min=0, help="Port of /metrics, /healthz and /readyz (0: none).")] = 0,
+    max_rules: Annotated[int, typer.Option(
+        min=1, help="Most path rules (file rules and executed paths) a model holds while "
+                    "its window is open, about 1 KB of memory each; a window past it ends "
+                    "Failed, saying so.")] = RULE_BUDGET,
 ) -> None:
     """Run a pipeline worker: window events per profile, merge, classify, render, sink."""
     from armorflow.config import state_dir
@@ -83,7 +88,7 @@ def pipeline(
         sink_url=sink, status_every_s=status_every_s, instance_id=instance_id,
         data_dir=data_dir or state_dir() / f"pipeline-{app_id}",
         close_attempts=close_attempts, close_retry_first_s=close_retry_s,
-        fetch_pacing=fetch_pacing, metrics_port=metrics_port,
+        fetch_pacing=fetch_pacing, metrics_port=metrics_port, max_rules=max_rules,
     )
     PipelineWorker(config).run(loglevel=loglevel)
 
@@ -174,6 +179,9 @@ def model(
         "--duration", help="Window length per profile (default: the whole recording)")] = None,
     classify: Annotated[bool, typer.Option(help="Collapse random path segments.")] = True,
     namespace: Annotated[str, typer.Option(help="Namespace of the ArmorProfileModel.")] = "varmor",
+    max_rules: Annotated[int, typer.Option(
+        min=1, help="Most path rules a model holds (about 1 KB each); a profile past it "
+                    "is not written, saying so.")] = RULE_BUDGET,
 ) -> None:
     """Build models offline from a recording: the same reducer, no broker.
 
@@ -194,7 +202,7 @@ def model(
     events, report = read_recording(source, rejects)
     closed = model_recording(
         events, Stages.default(classify=classify),
-        duration_s=duration_s, namespace=namespace, rejects=rejects,
+        duration_s=duration_s, namespace=namespace, rejects=rejects, rule_budget=max_rules,
     )
     for note in report.notes("modeled what was read"):
         typer.echo(note, err=True)
@@ -204,6 +212,11 @@ def model(
     out.mkdir(parents=True, exist_ok=True)
     unwritten: list[str] = []
     for window in closed:
+        over = window.counts.get("droppedOverBudget", 0)
+        if over:  # a profile without those rules would deny what the workload did
+            unwritten.append(f"{window.profile}: the model reached --max-rules {max_rules:,} "
+                             f"and {over:,} more file or exec rules were not modeled")
+            continue
         try:
             paths = write_offline(out, window)
         except SinkError as exc:  # one profile the sink refuses must not cost the others

@@ -30,7 +30,13 @@ from armorflow.events import (
     struct_to_event,
     validate,
 )
-from armorflow.model import EVENT_ORIGIN, STRUCT_ORIGIN, BehaviourModel, PathMapper
+from armorflow.model import (
+    EVENT_ORIGIN,
+    RULE_BUDGET,
+    STRUCT_ORIGIN,
+    BehaviourModel,
+    PathMapper,
+)
 from armorflow.pipeline.window import NS, Window, WindowState, apply_control
 from armorflow.topics import CONTROL_TOPIC, event_topic
 
@@ -87,6 +93,8 @@ class IngestStats(CounterSet):
     no_window: int = 0
     outside: int = 0
     late: int = 0
+    #: New path rules past a model's rule budget (not modeled; the window ends Failed).
+    over_budget: int = 0
     rejected: int = 0
     #: Skipped messages and events by reason (``null_value``, ``invalid_profile``, ...).
     skipped_by: Counter[str] = field(default_factory=Counter)
@@ -130,8 +138,11 @@ class Ingestor:
         pending_limit: int = 200_000,
         pending_per_profile: int = 20_000,
         clock: Callable[[], float] = time.monotonic,
+        rule_budget: int | None = RULE_BUDGET,
     ) -> None:
         self.path_of = path_of
+        #: Most path rules per model (armorflow.model.RULE_BUDGET); None: no limit.
+        self.rule_budget = rule_budget
         self._load_window = load_window
         self._load_model = load_model
         self.windows: dict[str, Window] = {}
@@ -167,6 +178,7 @@ class Ingestor:
         if m is None:
             m = self._load_model(profile) or BehaviourModel()
             self.models[profile] = m
+        m.rule_budget = self.rule_budget
         return m
 
     # --- batches ----------------------------------------------------------------------------
@@ -334,13 +346,22 @@ class Ingestor:
                 return
         window.events += n
         self.stats.modeled += n
+        model = self.model(profile)
         if kind not in BEHAVIOUR_FIELDS:
-            changed = any([self.model(profile).add(item, self.path_of) for item in items])
+            changed = any([model.add(item, self.path_of) for item in items])
         else:
-            changed = self.model(profile).add_events(
+            changed = model.add_events(
                 profile, kind, items, behaviour_of,
                 EVENT_ORIGIN if as_event is None else STRUCT_ORIGIN, self.path_of,
             )
+        if model.over_budget:
+            if not window.dropped_over_budget:
+                log.warning("the model of %s reached its budget of %d path rules: new file "
+                            "and exec rules are counted, not modeled, and the window will "
+                            "end Failed (see --max-rules)", profile, self.rule_budget)
+            window.dropped_over_budget += model.over_budget
+            self.stats.over_budget += model.over_budget
+            model.over_budget = 0
         if changed:
             result.changed_models.add(profile)
 

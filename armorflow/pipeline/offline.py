@@ -34,11 +34,13 @@ def model_recording(
     namespace: str = "varmor",
     enforcer: str = "AppArmorSeccomp",
     rejects: Rejects | None = None,
+    rule_budget: int | None = None,
 ) -> list[ClosedWindow]:
     """Reduce a recording to one closed, staged window per profile (sorted by profile).
 
     Events with an unsafe profile or namespace name go to ``rejects`` (without it, the
-    first one raises :class:`~armorflow.events.EventError`).
+    first one raises :class:`~armorflow.events.EventError`). A model past ``rule_budget``
+    path rules keeps no more of them; its window counts them as ``droppedOverBudget``.
     """
     path_of = stages.path_mapper()
     models: dict[str, BehaviourModel] = {}
@@ -52,7 +54,7 @@ def model_recording(
         if window is None:
             end = ts + int(duration_s * NS) if duration_s is not None else 0
             window = windows[profile] = OfflineWindow(start_ts=ts, end_ts=end)
-            models[profile] = BehaviourModel()
+            models[profile] = BehaviourModel(rule_budget=rule_budget)
         if duration_s is not None and not (window.start_ts <= ts < window.end_ts):
             window.outside += 1
             continue
@@ -69,7 +71,8 @@ def model_recording(
                 ClosedWindow(
                     profile=profile, namespace=namespace, policy={}, enforcer=enforcer,
                     start_ts=w.start_ts, end_ts=w.end_ts, model=models[profile],
-                    counts={"events": w.events, "droppedOutside": w.outside},
+                    counts={"events": w.events, "droppedOutside": w.outside,
+                            "droppedOverBudget": models[profile].over_budget},
                 )
             )
         )

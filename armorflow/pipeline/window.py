@@ -38,6 +38,9 @@ class Window:
     events: int = 0
     dropped_outside: int = 0
     dropped_late: int = 0
+    #: New path rules past the model's rule budget (armorflow.model.RULE_BUDGET): not
+    #: modeled, so the window ends Failed rather than with a profile that lacks them.
+    dropped_over_budget: int = 0
     closed_at: int = 0
 
     @property

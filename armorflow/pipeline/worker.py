@@ -27,7 +27,7 @@ from armorflow.config import KafkaSettings
 from armorflow.control import PHASE_COMPLETED, PHASE_FAILED, PHASE_MODELING, make_status
 from armorflow.jsonbytes import dumps_kept
 from armorflow.metrics import ComponentMetrics, SnapshotCollector, one, stalled
-from armorflow.model import BehaviourModel
+from armorflow.model import RULE_BUDGET, BehaviourModel
 from armorflow.pipeline.ingest import BatchResult, Ingestor
 from armorflow.pipeline.stages import ClosedWindow, Stages
 from armorflow.pipeline.state import BUCKETS, ModelRows, RowKeyError, key_profile, row_key
@@ -52,6 +52,12 @@ CLOSE_RETRY_MAX_S = 300.0
 EMPTY_WINDOW = ("no event was modeled in the window ({outside} outside it, {late} late): a "
                 "profile learned from nothing would deny everything, so none is written; "
                 "check the agents' targets, or replay a recording with --rebase-ts now")
+#: The reason a window past its rule budget ends Failed.
+OVER_BUDGET = ("the model reached its budget of {budget} path rules and {over} more file or "
+               "exec rules were not modeled: a profile without them would deny what the "
+               "workload did, so none is written. Its file names look unbounded (generated "
+               "per request or per record?): narrow the target, or raise --max-rules "
+               "(pipeline.maxRules in the chart) if the workload really needs that many")
 #: Seconds between two checks of the source partitions' log ends.
 LOG_CHECK_EVERY_S = 5.0
 #: How long the timer waits for a broker's answer about offsets. Faust's own request
@@ -126,6 +132,9 @@ class PipelineConfig:
     close_retry_first_s: float = 5.0
     #: Port of /metrics, /healthz and /readyz (armorflow.metrics); 0: none.
     metrics_port: int = 0
+    #: Most path rules (file rules and executed paths) one model holds while its window
+    #: is open (armorflow.model.RULE_BUDGET); a window that goes past it ends Failed.
+    max_rules: int | None = RULE_BUDGET
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -138,7 +147,8 @@ class PipelineWorker:
         self.deliver = deliver if deliver is not None else _sink_deliverer(config.sink_url)
         self.app = self._build_app()
         self.ingestor = Ingestor(
-            self.stages.path_mapper(), self._load_window, self._load_model
+            self.stages.path_mapper(), self._load_window, self._load_model,
+            rule_budget=config.max_rules,
         )
         self._last_status = 0.0
         self._recovered: dict[str, BehaviourModel] | None = None
@@ -316,6 +326,7 @@ class PipelineWorker:
             counts |= {
                 "events": window.events, "droppedOutside": window.dropped_outside,
                 "droppedLate": window.dropped_late,
+                "droppedOverBudget": window.dropped_over_budget,
             }
         await self.status_topic.send(
             key=profile.encode(),
@@ -382,6 +393,15 @@ class PipelineWorker:
             finally:
                 self._closing.pop(profile, None)
             return
+        if window.dropped_over_budget:
+            log.warning("window of %s closed past its rule budget (%d rules not modeled): "
+                        "Failed", profile, window.dropped_over_budget)
+            try:
+                await self._fail(window, OVER_BUDGET.format(
+                    budget=self.config.max_rules, over=window.dropped_over_budget))
+            finally:
+                self._closing.pop(profile, None)
+            return
         try:
             await self._close(window, now)
             self._close_failed.pop(profile, None)
@@ -422,7 +442,8 @@ class PipelineWorker:
         self.windows_table[profile.encode()] = dumps_kept(window.to_json())
         self._close_failed.pop(profile, None)
         counts = {"events": window.events, "droppedOutside": window.dropped_outside,
-                  "droppedLate": window.dropped_late}
+                  "droppedLate": window.dropped_late,
+                  "droppedOverBudget": window.dropped_over_budget}
         await self.status_topic.send(
             key=profile.encode(),
             value=make_status(profile, PHASE_FAILED, counts=counts, message=reason,
