@@ -377,3 +377,26 @@ def test_deleted_windows_free_their_state_in_a_running_worker(
     finally:
         worker.stop()
         print(worker.log()[-6000:])  # shown by pytest when the test failed
+
+
+def test_the_workers_probes_make_no_faust_service(tmp_path: Path) -> None:
+    """The probes run in the metrics thread. Faust makes its Recovery service and its
+    consumer on first access; made from that thread while the worker started, a second
+    Recovery was signalled instead of the one running, and the worker hung at
+    "Recovery: Starting..." (seen under load in CI). Asked before the worker runs, the
+    probes answer without making either."""
+    from armorflow.config import KafkaSettings
+    from armorflow.pipeline.worker import (
+        PipelineConfig,
+        PipelineWorker,
+        _worker_gauges,
+        _worker_unready,
+    )
+
+    worker = PipelineWorker(PipelineConfig(settings=KafkaSettings("127.0.0.1:1"),
+                                           app_id="probe-only", data_dir=tmp_path))
+    assert _worker_unready(worker) == ["not started: joining the group or recovering the "
+                                       "tables"]
+    assert _worker_gauges(worker)["source_partitions"] == 0
+    assert worker.app.tables._recovery is None  # type: ignore[attr-defined]
+    assert worker.app._consumer is None  # type: ignore[attr-defined]

@@ -641,10 +641,13 @@ def _worker_gauges(worker: PipelineWorker) -> dict[str, int]:
     # Read from the metrics thread: list() copies each dict in one step.
     windows = list(worker.ingestor.windows.values())
     held = list(worker.ingestor.pending.values())
+    # Never ``app.consumer``: the property makes the consumer when there is none yet, and
+    # made from this thread it would race the worker's own (see _worker_unready).
+    consumer = getattr(worker.app, "_consumer", None)
     try:
-        assigned = [tp for tp in worker.app.consumer.assignment()
-                    if tp.topic in EVENT_TOPICS or tp.topic == CONTROL_TOPIC]
-    except Exception:  # no consumer before the worker started
+        assigned = [tp for tp in consumer.assignment()
+                    if tp.topic in EVENT_TOPICS or tp.topic == CONTROL_TOPIC] if consumer else []
+    except Exception:  # a consumer not started yet
         assigned = []
     return {
         "windows_open": sum(1 for w in windows if w.state is WindowState.OPEN),
@@ -660,7 +663,12 @@ def _worker_gauges(worker: PipelineWorker) -> dict[str, int]:
 
 def _worker_unready(worker: PipelineWorker) -> list[str]:
     app = worker.app
-    recovery = getattr(app.tables, "recovery", None)
+    # The probes run in the metrics thread. Faust's ``tables.recovery`` property makes the
+    # Recovery service when there is none yet: asked from here while the worker starts,
+    # it made a second one, the worker started the first and signalled the second, and
+    # recovery never finished (a worker stuck at "Recovery: Starting..." under load).
+    # Read what exists, make nothing.
+    recovery = getattr(app.tables, "_recovery", None)
     problems = []
     if recovery is None or not recovery.completed.is_set():
         problems.append("not started: joining the group or recovering the tables")
