@@ -10,6 +10,7 @@ both the streaming and the offline path use.
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
@@ -153,6 +154,10 @@ class BehaviourModel:
     rule_budget: int | None = field(default=None, repr=False, compare=False)
     #: New path rules refused by the budget since the owner last took the count.
     over_budget: int = field(default=0, repr=False, compare=False)
+    #: The same, by the source ("node/namespace/pod/container") that sent them: at most 8
+    #: sources, so that a flood from many cannot grow it.
+    over_budget_sources: Counter[str] = field(default_factory=Counter, repr=False,
+                                              compare=False)
 
     # --- growing -----------------------------------------------------------------------
 
@@ -271,9 +276,14 @@ class BehaviourModel:
 
     def _full(self) -> bool:
         """The rule budget is spent: count the new path rule instead of keeping it."""
-        if self.rule_budget is None or len(self.files) + len(self.executions) < self.rule_budget:
+        if self.rule_budget is None or (
+                len(self.files) + len(self.executions) + len(self.mounts) < self.rule_budget):
             return False
         self.over_budget += 1
+        origin = self._origin
+        source = origin[1][0] if origin is not None and origin[1] else "unknown"
+        if source in self.over_budget_sources or len(self.over_budget_sources) < 8:
+            self.over_budget_sources[source] += 1
         return True
 
     # One fold per kind: each tests membership before it adds, so that change detection
@@ -309,15 +319,16 @@ class BehaviourModel:
 
     def _fold_file(self, behaviour: tuple[str, str | None, bool, str], path_of: PathMapper) -> bool:
         literal, old, owner, perms = behaviour
-        key = (
-            self._pattern(literal, path_of, perms),
-            self._pattern(old, path_of, perms) if old else "",
-            owner,
-        )
+        path = self._pattern(literal, path_of, perms)
+        target = self._pattern(old, path_of, perms) if old else ""
+        key = (path, target, owner)
         have = self.files.get(key)
+        if have is None and self._full():
+            return False
+        self._examples(path, literal)
+        if old:
+            self._examples(target, old)
         if have is None:
-            if self._full():
-                return False
             self.files[key] = set(perms)
         elif all(p in have for p in perms):
             # Another name of a glob, or another replica: the rule stays, its
@@ -332,10 +343,12 @@ class BehaviourModel:
     def _fold_exec(self, literal: str, path_of: PathMapper) -> bool:
         path = self._pattern(literal, path_of, "x")
         if path in self.executions:
+            self._examples(path, literal)
             self._again(("exec", path))
             return False
         if self._full():
             return False
+        self._examples(path, literal)
         self.executions.add(path)
         self._touch(("exec", path))
         return True
@@ -373,13 +386,19 @@ class BehaviourModel:
         op, path, fstype = behaviour
         mount = (op, self._pattern(path, path_of, "w"), fstype)  # a mount replaces a path
         if mount in self.mounts:
+            self._examples(mount[1], path)
             self._again(("mount", *mount))
             return False
+        if self._full():
+            return False
+        self._examples(mount[1], path)
         self.mounts.add(mount)
         self._touch(("mount", *mount))
         return True
 
     def _pattern(self, literal: str, path_of: PathMapper, perms: str = "") -> str:
+        """The pattern a literal path folds into (nothing recorded: a rule refused by the
+        budget must leave nothing behind; :meth:`_examples` records it once kept)."""
         pattern = path_of(literal)
         if pattern == literal or pattern == escape_literal(literal):
             # Kept literal. If the classifier already collapsed a sibling of this name
@@ -392,8 +411,13 @@ class BehaviourModel:
         allows = getattr(path_of, "allows", None)
         if allows is not None and not allows(pattern, perms):
             return escape_literal(literal)
-        self.record_example(pattern, literal)
         return pattern
+
+    def _examples(self, pattern: str, literal: str) -> None:
+        """Record ``literal`` as an example of ``pattern`` when the classifier collapsed
+        it (the report shows what a glob replaced)."""
+        if pattern != escape_literal(literal):
+            self.record_example(pattern, literal)
 
     def record_example(self, pattern: str, literal: str) -> None:
         examples = self.collapsed.get(pattern)

@@ -147,7 +147,45 @@ def test_armorflow_model_does_not_write_a_profile_past_the_budget(tmp_path: Path
                            str(tmp_path / "out"), "--max-rules", "100"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 3, done.stderr
-    assert "not written: flood: the model reached --max-rules 100 and 200 more" in done.stderr
+    assert ("not written: flood: the model reached --max-rules 100 and 200 more events that "
+            "would add a rule were not modeled") in done.stderr
     assert "1 profile(s) modeled" in done.stdout
     assert any(p.name.startswith("calm") for p in (tmp_path / "out").rglob("*"))
     assert not any(p.name.startswith("flood") for p in (tmp_path / "out").rglob("*"))
+
+
+def test_a_refused_name_leaves_nothing_behind() -> None:
+    """Names the classifier collapses record examples and index patterns: for a name the
+    budget refuses, none of that may be kept, or the budget bounds nothing."""
+    rng = random.Random(5)
+    ingest = Ingestor(Stages.default(render=False).path_mapper(), rule_budget=50)
+    ingest.apply_batch([make_control("start", "p", duration_s=600, start_ts=0, ts=0).encode()])
+    ingest.apply_batch([orjson.dumps([
+        make_event("file", ts=1, profile="p", path=f"/etc/conf{i}.d", perms="r", owner=True)
+        for i in range(50)])], now_ns=1)
+    model = ingest.models["p"]
+    model.drain_dirty()
+    before = (len(model.collapsed), len(model._learned))
+    flood = [make_event("file", ts=2, profile="p", node="n1", pod="evil-0",
+                        path=f"/srv/{_word(rng)}/{uuid.uuid4()}", perms="r", owner=True)
+             for _ in range(3_000)]
+    result = ingest.apply_batch([orjson.dumps(flood)], now_ns=2)
+    assert len(model.files) == 50
+    assert (len(model.collapsed), len(model._learned)) == before
+    assert not model.dirty and "p" not in result.changed_models
+    window = ingest.windows["p"]
+    assert window.dropped_over_budget == 3_000 and ingest.over_budget == {"p"}
+    (source,) = window.over_budget_sources  # who sent them, for the Failed message
+    assert "evil-0" in source and window.over_budget_sources[source] == 3_000
+    # mounts are paths the workload chooses too
+    mounts = [make_event("mount", ts=3, profile="p", op="mount", path=f"/mnt/{i}/",
+                         fstype="") for i in range(3)]
+    ingest.apply_batch([orjson.dumps(mounts)], now_ns=3)
+    assert model.mounts == set() and window.dropped_over_budget == 3_003
+
+
+def test_a_window_row_of_a_newer_version_still_loads() -> None:
+    from armorflow.pipeline.window import Window
+
+    row = Window("p", 1, 60.0).to_json() | {"a_field_from_the_future": 1}
+    assert Window.from_json(row).profile == "p"

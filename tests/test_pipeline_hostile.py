@@ -278,9 +278,11 @@ def test_a_window_past_its_rule_budget_fails_and_the_others_complete(
         w.wait_ready()
         flood, calm = unique("flood"), unique("calm")
         start = time.time_ns()
-        for profile in (flood, calm):
-            control(broker, "start", profile, duration_s=3, start_ts=start)
-        publish(broker, [make_event("file", ts=start + i, profile=flood,
+        # the flood's window would run 10 minutes: past its budget it ends at once
+        control(broker, "start", flood, duration_s=600, start_ts=start)
+        control(broker, "start", calm, duration_s=3, start_ts=start)
+        publish(broker, [make_event("file", ts=start + i, profile=flood, node="n1",
+                                    namespace="default", pod="web-0", container="c0",
                                     path=f"/srv/app/req-{i:06d}-{unique('n')}.json",
                                     perms="w", owner=True) for i in range(200)])
         publish(broker, workload(calm, start + 10)[:13])
@@ -288,6 +290,7 @@ def test_a_window_past_its_rule_budget_fails_and_the_others_complete(
                                   and v.get("phase") == "Failed", timeout_s=90)
         assert "budget of 40 path rules" in failed["message"]
         assert "--max-rules" in failed["message"]
+        assert "most from " in failed["message"] and "/default/web-0/c0" in failed["message"]
         assert failed["counts"]["droppedOverBudget"] >= 150
         completed(broker, calm, timeout_s=90)
         assert not any(d.get("pipeline") == w.app_id for d in model_docs(broker, flood))

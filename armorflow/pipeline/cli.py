@@ -185,9 +185,9 @@ def model(
 ) -> None:
     """Build models offline from a recording: the same reducer, no broker.
 
-    Exit status: 0 when every line was modeled; 3 when models were written but some input
-    was skipped (bad lines, a profile that could not be written, a truncated compressed
-    file; the summary says how many); 1 when nothing could be read.
+    Exit status: 0 when every line was modeled; 3 when some input was skipped or some
+    profile not written (bad lines, a profile the sink refused or past --max-rules, a
+    truncated compressed file; the summary says how many); 1 when nothing could be read.
     """
     from armorflow.events import Rejects
     from armorflow.pipeline.deliver import write_offline
@@ -215,7 +215,8 @@ def model(
         over = window.counts.get("droppedOverBudget", 0)
         if over:  # a profile without those rules would deny what the workload did
             unwritten.append(f"{window.profile}: the model reached --max-rules {max_rules:,} "
-                             f"and {over:,} more file or exec rules were not modeled")
+                             f"and {over:,} more events that would add a rule were not "
+                             "modeled")
             continue
         try:
             paths = write_offline(out, window)

@@ -42,6 +42,9 @@ from armorflow.topics import CONTROL_TOPIC, event_topic
 
 log = logging.getLogger(__name__)
 
+#: Sources named per window past its budget (the status says who sent the rules).
+OVER_BUDGET_SOURCES = 8
+
 _STRUCT_TS: Callable[[Any], int] = attrgetter("ts")
 _EVENT_TS: Callable[[Any], int] = itemgetter("ts")
 _event_behaviour: Callable[[Any], Any] = behaviour_of
@@ -143,6 +146,8 @@ class Ingestor:
         self.path_of = path_of
         #: Most path rules per model (armorflow.model.RULE_BUDGET); None: no limit.
         self.rule_budget = rule_budget
+        #: Profiles whose open window went past the budget: the worker ends them now.
+        self.over_budget: set[str] = set()
         self._load_window = load_window
         self._load_model = load_model
         self.windows: dict[str, Window] = {}
@@ -356,12 +361,18 @@ class Ingestor:
             )
         if model.over_budget:
             if not window.dropped_over_budget:
-                log.warning("the model of %s reached its budget of %d path rules: new file "
-                            "and exec rules are counted, not modeled, and the window will "
-                            "end Failed (see --max-rules)", profile, self.rule_budget)
+                log.warning("the model of %s reached its budget of %d path rules: it ends "
+                            "Failed now (see --max-rules)", profile, self.rule_budget)
             window.dropped_over_budget += model.over_budget
+            for source, n in model.over_budget_sources.items():
+                if source in window.over_budget_sources or len(
+                        window.over_budget_sources) < OVER_BUDGET_SOURCES:
+                    window.over_budget_sources[source] = (
+                        window.over_budget_sources.get(source, 0) + n)
             self.stats.over_budget += model.over_budget
             model.over_budget = 0
+            model.over_budget_sources.clear()
+            self.over_budget.add(profile)
         if changed:
             result.changed_models.add(profile)
 

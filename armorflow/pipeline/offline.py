@@ -66,6 +66,15 @@ def model_recording(
     closed = []
     for profile in sorted(models):
         w = windows[profile]
+        if models[profile].over_budget:
+            # never written (a profile without the refused rules would deny what the
+            # workload did): not worth classifying and rendering
+            closed.append(ClosedWindow(
+                profile=profile, namespace=namespace, policy={}, enforcer=enforcer,
+                start_ts=w.start_ts, end_ts=w.end_ts, model=models[profile],
+                counts={"events": w.events, "droppedOutside": w.outside,
+                        "droppedOverBudget": models[profile].over_budget}))
+            continue
         closed.append(
             stages.close(
                 ClosedWindow(

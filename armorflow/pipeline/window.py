@@ -8,7 +8,7 @@ The state is a small JSON-able dict so that it lives in a Faust table (changelog
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -41,6 +41,8 @@ class Window:
     #: New path rules past the model's rule budget (armorflow.model.RULE_BUDGET): not
     #: modeled, so the window ends Failed rather than with a profile that lacks them.
     dropped_over_budget: int = 0
+    #: The same by source ("node/namespace/pod/container"), at most 8 sources.
+    over_budget_sources: dict[str, int] = field(default_factory=dict)
     closed_at: int = 0
 
     @property
@@ -62,7 +64,9 @@ class Window:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Window:
-        data = dict(data)
+        # Fields a newer version added are ignored: a rolled-back worker keeps its windows.
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
         data["state"] = WindowState(data.get("state", "open"))
         return cls(**data)
 

@@ -53,11 +53,12 @@ EMPTY_WINDOW = ("no event was modeled in the window ({outside} outside it, {late
                 "profile learned from nothing would deny everything, so none is written; "
                 "check the agents' targets, or replay a recording with --rebase-ts now")
 #: The reason a window past its rule budget ends Failed.
-OVER_BUDGET = ("the model reached its budget of {budget} path rules and {over} more file or "
-               "exec rules were not modeled: a profile without them would deny what the "
-               "workload did, so none is written. Its file names look unbounded (generated "
-               "per request or per record?): narrow the target, or raise --max-rules "
-               "(pipeline.maxRules in the chart) if the workload really needs that many")
+OVER_BUDGET = ("the model reached its budget of {budget} path rules and {over} more events "
+               "that would add one were not modeled (most from {sources}): a profile without "
+               "them would deny what the workload did, so none is written. Its file names "
+               "look unbounded (generated per request or per record?), or a source sends "
+               "names the workload never used: narrow the target, or raise --max-rules "
+               "(pipeline.maxRules in the chart) and start the window again")
 #: Seconds between two checks of the source partitions' log ends.
 LOG_CHECK_EVERY_S = 5.0
 #: How long the timer waits for a broker's answer about offsets. Faust's own request
@@ -360,6 +361,14 @@ class PipelineWorker:
                 except RowKeyError:
                     continue
             self._windows_loaded = True
+        # A window past its rule budget ends now: its model cannot become a profile, and
+        # holding it until its end (hours away) would keep the memory the budget bounds.
+        while self.ingestor.over_budget:
+            profile = self.ingestor.over_budget.pop()
+            window = self.ingestor.windows.get(profile)
+            if (window is not None and window.state is WindowState.OPEN
+                    and profile not in self._closing):
+                self._closing[profile] = asyncio.create_task(self._try_close(window, now))
         for window in self.ingestor.due(now, self.config.grace_s):
             profile = window.profile
             if profile in self._closing:
@@ -397,8 +406,10 @@ class PipelineWorker:
             log.warning("window of %s closed past its rule budget (%d rules not modeled): "
                         "Failed", profile, window.dropped_over_budget)
             try:
+                top = sorted(window.over_budget_sources.items(), key=lambda kv: -kv[1])[:3]
                 await self._fail(window, OVER_BUDGET.format(
-                    budget=self.config.max_rules, over=window.dropped_over_budget))
+                    budget=self.config.max_rules, over=window.dropped_over_budget,
+                    sources=", ".join(f"{src} ({n})" for src, n in top) or "unknown"))
             finally:
                 self._closing.pop(profile, None)
             return
@@ -440,6 +451,10 @@ class PipelineWorker:
         self.windows_failed += 1
         self.ingestor.mark_failed(profile, time.time_ns())
         self.windows_table[profile.encode()] = dumps_kept(window.to_json())
+        # No model will be made of it: its rows go, or a restart would load them again.
+        self._delete_rows(profile)
+        if self._recovered is not None:
+            self._recovered.pop(profile, None)
         self._close_failed.pop(profile, None)
         counts = {"events": window.events, "droppedOutside": window.dropped_outside,
                   "droppedLate": window.dropped_late,
