@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -122,18 +123,20 @@ def refusal(directory: str) -> str | None:
     return None
 
 
-def tree_refusal(directory: str, seen_dirs: set[str]) -> str | None:
-    """Why ``DIR/**`` may not be made, or None: the directory itself is refused, a
-    refused place lies inside it (``/var/lib/**`` would reach ``/var/lib/kubelet``), or
-    one of the directories read below it reads like a secret store."""
-    why = refusal(directory)
+def tree_refusal(directory: str, seen_dirs: set[str],
+                 judge: Callable[[str], str | None] = refusal,
+                 places: Iterable[str] = REFUSED_PLACES) -> str | None:
+    """Why ``DIR/**`` may not be made, or None: ``judge`` refuses the directory itself, one
+    of ``places`` lies inside it (``/var/lib/**`` would reach ``/var/lib/kubelet``), or
+    ``judge`` refuses one of the directories seen below it (a secret store)."""
+    why = judge(directory)
     if why is not None:
         return why
-    for place in REFUSED_PLACES:
+    for place in places:
         if _under(place, directory):
             return f"{place}, inside it, holds configuration, state or secrets of the node"
     for below in sorted(seen_dirs):
-        why = refusal(below)
+        why = judge(below)
         if why is not None:
             return why
     return None

@@ -111,17 +111,8 @@ def tree_refusal(directory: str, seen: set[str]) -> str | None:
     """Why ``DIR/**`` may not be made for writing: the directory is refused, a refused
     place lies inside it (``/var/cache/**`` would reach ``/var/cache/apt``), or one of the
     directories seen below it is refused."""
-    why = refusal(directory)
-    if why is not None:
-        return why
-    for place in (*SYSTEM_TREES, *content.REFUSED_PLACES):
-        if content._under(place, directory):
-            return f"{place}, inside it, is refused"
-    for below in sorted(seen):
-        why = refusal(below)
-        if why is not None:
-            return why
-    return None
+    return content.tree_refusal(directory, seen, refusal,
+                                (*SYSTEM_TREES, *content.REFUSED_PLACES))
 
 
 def _code(name: str) -> bool:
@@ -129,17 +120,12 @@ def _code(name: str) -> bool:
     return name.rpartition(".")[2].lower() in CODE_SUFFIXES and "." in name
 
 
-def _parent(path: str) -> str:
-    return path.rstrip("/").rpartition("/")[0]
+_parent = content._parent
 
 
 def _ancestors(directory: str) -> list[str]:
     """``directory`` and each directory above it, ``/`` excluded."""
-    out = []
-    while directory:
-        out.append(directory)
-        directory = directory.rpartition("/")[0]
-    return out
+    return [directory, *content._ancestors_above(directory)] if directory else []
 
 
 def _fixed_dir(pattern: str) -> str:
