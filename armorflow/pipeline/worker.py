@@ -387,29 +387,33 @@ class PipelineWorker:
                 if current is not None and current.state is WindowState.OPEN:
                     await self._status(profile, PHASE_MODELING)
 
-    async def _try_close(self, window: Window, now: int) -> None:
-        """Close one window; on failure retry with backoff, and after ``close_attempts``
-        give up: the window ends as Failed with the reason, and its status says so."""
-        profile = window.profile
+    def _refusal(self, window: Window) -> str | None:
+        """Why no model may be made of the window, or None."""
         if window.events == 0:
             # A profile learned from nothing denies everything: writing it would stop the
             # workload, or (worse) look like a learned profile. Say why instead.
             log.warning("window of %s closed with no events modeled (%d outside it, %d "
-                        "late): Failed", profile, window.dropped_outside, window.dropped_late)
-            try:
-                await self._fail(window, EMPTY_WINDOW.format(
-                    outside=window.dropped_outside, late=window.dropped_late))
-            finally:
-                self._closing.pop(profile, None)
-            return
+                        "late): Failed", window.profile, window.dropped_outside,
+                        window.dropped_late)
+            return EMPTY_WINDOW.format(outside=window.dropped_outside,
+                                       late=window.dropped_late)
         if window.dropped_over_budget:
             log.warning("window of %s closed past its rule budget (%d rules not modeled): "
-                        "Failed", profile, window.dropped_over_budget)
+                        "Failed", window.profile, window.dropped_over_budget)
+            top = sorted(window.over_budget_sources.items(), key=lambda kv: -kv[1])[:3]
+            return OVER_BUDGET.format(
+                budget=self.config.max_rules, over=window.dropped_over_budget,
+                sources=", ".join(f"{src} ({n})" for src, n in top) or "unknown")
+        return None
+
+    async def _try_close(self, window: Window, now: int) -> None:
+        """Close one window; on failure retry with backoff, and after ``close_attempts``
+        give up: the window ends as Failed with the reason, and its status says so."""
+        profile = window.profile
+        refused = self._refusal(window)
+        if refused is not None:
             try:
-                top = sorted(window.over_budget_sources.items(), key=lambda kv: -kv[1])[:3]
-                await self._fail(window, OVER_BUDGET.format(
-                    budget=self.config.max_rules, over=window.dropped_over_budget,
-                    sources=", ".join(f"{src} ({n})" for src, n in top) or "unknown"))
+                await self._fail(window, refused)
             finally:
                 self._closing.pop(profile, None)
             return
