@@ -10,7 +10,6 @@ hands them to a container."""
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import pytest
 from armorflow.aaglob import matches
 from armorflow.agents.attribution import Attribution
 from armorflow.agents.bpf import Tracer
-from armorflow.agents.localrun import LocalContainer
 from armorflow.events import Event, make_event
 from armorflow.model import BehaviourModel, reduce_events
 from armorflow.pipeline.classifier import load_default
@@ -27,6 +25,7 @@ from armorflow.pipeline.classifier.origins import model_origins
 from armorflow.pipeline.classifier.replicas import collapse_replicas
 from armorflow.pipeline.stages import ClassifierStage, ClosedWindow, RenderStage
 from support.apparmor_check import compile_check
+from support.traced import run_traced
 
 BASE = Path("/tmp/armorflow-replicas")
 PROFILE = "cache"
@@ -44,20 +43,9 @@ def base() -> Iterator[Path]:
 def run_replica(tracer: Tracer, node: str, pod: str, container: str, script: str) -> list[Event]:
     """``script`` run by sh as one container of ``pod`` on ``node``; its file events."""
     argv = ["env", f"POD_NAME={pod}", f"CONTAINER={container}", "sh", "-c", script]
-    box = LocalContainer(argv).spawn()
-    target = tracer.add_target(
-        Attribution(profile=PROFILE, namespace="shop", pod=pod, container=container,
-                    container_id=f"cid-{pod}-{container}", node=node),
-        mntns=box.mntns, pid=box.pid)
-    box.release()
-    events: list[Event] = []
-    deadline = time.monotonic() + 60
-    while box.poll() is None:
-        assert time.monotonic() < deadline
-        events += tracer.poll(50)
-    events += tracer.drain()
-    tracer.remove_target(target)
-    assert box.poll() == 0
+    events = run_traced(tracer, argv, Attribution(
+        profile=PROFILE, namespace="shop", pod=pod, container=container,
+        container_id=f"cid-{pod}-{container}", node=node))
     return [e for e in events if e["profile"] == PROFILE and e["kind"] == "file"
             and e["path"].startswith(f"{BASE}/")]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from hypothesis import strategies as st
 from armorflow.aaglob import matches
 from armorflow.agents.attribution import Attribution
 from armorflow.agents.bpf import Tracer
-from armorflow.agents.localrun import LocalContainer
 from armorflow.events import Event, make_event
 from armorflow.model import BehaviourModel, reduce_events
 from armorflow.pipeline.classifier import load_default, safety
@@ -36,6 +34,7 @@ from armorflow.pipeline.classifier.workdirs import (
 )
 from armorflow.pipeline.stages import ClassifierStage, ClosedWindow, RenderStage
 from support.apparmor_check import compile_check
+from support.traced import run_traced
 
 PROFILE = "job"
 W = "/srv/app"
@@ -307,19 +306,9 @@ def _tar_job(tracer: Tracer, base: Path, tree: dict[str, bytes]) -> list[Event]:
         (base / "data" / rel).write_bytes(blob)
     script = (f"tar -cf {base}/backup/all.tar -C {base} data && "
               f"tar -xf {base}/backup/all.tar -C {base}/restore")
-    box = LocalContainer(["sh", "-c", script]).spawn()
-    target = tracer.add_target(
-        Attribution(profile=PROFILE, namespace="ci", pod="job-1", container="c",
-                    container_id="cid-tar", node="n1"), mntns=box.mntns, pid=box.pid)
-    box.release()
-    events: list[Event] = []
-    deadline = time.monotonic() + 60
-    while box.poll() is None:
-        assert time.monotonic() < deadline
-        events += tracer.poll(50)
-    events += tracer.drain()
-    tracer.remove_target(target)
-    assert box.poll() == 0
+    events = run_traced(tracer, ["sh", "-c", script], Attribution(
+        profile=PROFILE, namespace="ci", pod="job-1", container="c", container_id="cid-tar",
+        node="n1"))
     with tarfile.open(base / "backup/all.tar") as archive:
         assert sorted(m.name for m in archive.getmembers() if m.isfile()) == sorted(
             f"data/{rel}" for rel in tree)

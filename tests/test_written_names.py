@@ -10,7 +10,6 @@ makes other temporary names, and the first build's model must allow every one of
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from hypothesis import strategies as st
 from armorflow.aaglob import matches
 from armorflow.agents.attribution import Attribution
 from armorflow.agents.bpf import Tracer
-from armorflow.agents.localrun import LocalContainer
 from armorflow.events import Event, make_event
 from armorflow.model import BehaviourModel, reduce_events
 from armorflow.pipeline.classifier import load_default
@@ -29,6 +27,7 @@ from armorflow.pipeline.classifier.origins import model_origins
 from armorflow.pipeline.classifier.written import collapse_written
 from armorflow.pipeline.stages import ClassifierStage, ClosedWindow, RenderStage
 from support.apparmor_check import compile_check
+from support.traced import run_traced
 
 PROFILE = "build"
 BASE = Path("/tmp/armorflow-written")
@@ -215,19 +214,9 @@ def _build(tracer: Tracer, base: Path, sources: dict[str, str], out: str) -> lis
     objects = [name.replace(".c", ".o") for name in sources]
     script = (f"cd {base} && " + " && ".join(f"gcc -c {name}" for name in sources)
               + f" && gcc {' '.join(objects)} -o {out}")
-    box = LocalContainer(["env", f"TMPDIR={base}/tmp", "sh", "-c", script]).spawn()
-    target = tracer.add_target(
-        Attribution(profile=PROFILE, namespace="ci", pod="job-1", container="cc",
-                    container_id="cid-job-1", node="n1"), mntns=box.mntns, pid=box.pid)
-    box.release()
-    events: list[Event] = []
-    deadline = time.monotonic() + 120
-    while box.poll() is None:
-        assert time.monotonic() < deadline
-        events += tracer.poll(50)
-    events += tracer.drain()
-    tracer.remove_target(target)
-    assert box.poll() == 0
+    events = run_traced(tracer, ["env", f"TMPDIR={base}/tmp", "sh", "-c", script], Attribution(
+        profile=PROFILE, namespace="ci", pod="job-1", container="cc", container_id="cid-job-1",
+        node="n1"), timeout_s=120)
     return [e for e in events if e["profile"] == PROFILE and e["kind"] == "file"
             and e["path"].startswith(f"{base}/tmp/")]
 
