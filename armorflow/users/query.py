@@ -171,6 +171,9 @@ def _reason_sql() -> str:
         if "path" in specific:
             whens.append((f"e.kind = {_q(kind)} AND (e.path = '' OR contains(e.path, chr(0)))",
                           "field 'path': must be a non-empty path without NUL"))
+    # the same value check as armorflow.events.validate (found by test_query's mutations)
+    whens.append(("e.kind = 'syscall' AND e.flags IS NOT NULL AND e.flags < 0",
+                  "field 'flags': must be >= 0 (a flags word)"))
     whens.append((f"e.kind = 'file' AND NOT regexp_full_match(e.perms, '[{FILE_PERMS}]+')",
                   f"field 'perms': not a non-empty subset of {FILE_PERMS!r}"))
     for (kind, name), allowed in ENUMS.items():
