@@ -147,6 +147,11 @@ class BehaviourModel:
     _origin: Provenance | None = field(default=None, repr=False, compare=False)
     #: directory -> collapsed patterns of its children (see :meth:`learned_pattern`).
     _learned: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
+    #: (the mapper add was given, the mapper this model folds paths with): a mapper
+    #: that offers ``scoped()`` gives each model one with state of its own, so what it
+    #: learns from this model's names never changes another model's patterns.
+    _mapper: tuple[PathMapper, PathMapper] | None = field(default=None, repr=False,
+                                                          compare=False)
     #: kind -> behaviours already folded in (a cache, emptied when it reaches SEEN_LIMIT).
     _seen: dict[str, set[Any]] = field(default_factory=dict, repr=False, compare=False)
     #: Most path rules this model takes (None: no limit); new ones past it are counted
@@ -399,6 +404,11 @@ class BehaviourModel:
     def _pattern(self, literal: str, path_of: PathMapper, perms: str = "") -> str:
         """The pattern a literal path folds into (nothing recorded: a rule refused by the
         budget must leave nothing behind; :meth:`_examples` records it once kept)."""
+        mapper = self._mapper
+        if mapper is None or mapper[0] is not path_of:
+            scoped = getattr(path_of, "scoped", None)
+            mapper = self._mapper = (path_of, scoped() if scoped is not None else path_of)
+        path_of = mapper[1]
         pattern = path_of(literal)
         if pattern == literal or pattern == escape_literal(literal):
             # Kept literal. If the classifier already collapsed a sibling of this name
@@ -468,6 +478,48 @@ class BehaviourModel:
             folded.setdefault((target, old, owner), set()).update(perms)
         self.files = folded
         self.remap_provenance()
+
+    def fold_subsumed(self) -> int:
+        """Fold each file rule whose name glob matches only names that another rule of
+        the same directory, link target and owner already allows with at least its
+        permissions (``/tmp/tmpr_*`` beside ``/tmp/tmp*``); returns how many were folded.
+
+        Such a rule allows nothing more, and whether a stream made it depends on what the
+        classifier had learned when its name arrived; folding it gives the same model for
+        the same behaviour, whatever the order. Nothing is widened: the broader rule and
+        its permissions were there already.
+        """
+        groups: dict[tuple[str, str, bool], list[str]] = {}
+        for path, old, owner in self.files:
+            parent, _, name = path.rpartition("/")
+            if has_wildcard(name) and not has_wildcard(parent):
+                groups.setdefault((parent, old, owner), []).append(path)
+        folded = 0
+        for (_parent, old, owner), paths in groups.items():
+            if len(paths) < 2:
+                continue
+            shapes = {p: _name_shape(p.rpartition("/")[2]) for p in paths}
+            # broadest first: a glob with the fewest fixed characters covers the most
+            broad = sorted((p for p, shape in shapes.items() if shape is not None and shape[2]),
+                           key=lambda p: (_fixed_length(shapes[p]), p))
+            for narrow in sorted(paths, key=lambda p: (-_fixed_length(shapes[p]), p)):
+                key = (narrow, old, owner)
+                letters = set("".join(self.files[key]))
+                for wide in broad:
+                    wide_key = (wide, old, owner)
+                    if (wide == narrow or wide_key not in self.files
+                            or not letters <= set("".join(self.files[wide_key]))
+                            or not _name_within(shapes[narrow], shapes[wide])):
+                        continue
+                    del self.files[key]
+                    for literal in self.collapsed.pop(narrow, ()):
+                        self.record_example(wide, literal)
+                    self.dirty.add(("file", narrow, old, owner))
+                    folded += 1
+                    break
+        if folded:
+            self.remap_provenance()
+        return folded
 
     def remap_provenance(self) -> None:
         """Carry the provenance of file rules that a collapse replaced over to the rule
@@ -782,3 +834,44 @@ def reduce_events(
             model = models[profile] = BehaviourModel()
         model.add(event, path_of)
     return models
+
+
+#: A file name glob as (fixed prefix, fixed suffix, plain): the literal characters before
+#: its first and after its last wildcard, and whether it is exactly ``prefix*suffix``.
+NameShape = tuple[str, str, bool]
+
+
+def _name_shape(name: str) -> NameShape | None:
+    """The shape of a one-segment name glob, or None for one this cannot judge (``**``
+    crosses directories, an alternation may match the empty name)."""
+    from armorflow.aaglob import GlobError, parse
+
+    try:
+        tokens = parse(name)
+    except GlobError:
+        return None
+    if any(t.kind in ("dstar", "open", "sep", "close")
+           or (t.kind == "class" and (t.negated or "/" in t.text)) for t in tokens):
+        return None  # a class that might take a "/" could reach below the directory
+    if all(t.kind == "lit" for t in tokens):
+        return None  # a literal name: fold_learned's business
+    first = next(i for i, t in enumerate(tokens) if t.kind != "lit")
+    last = max(i for i, t in enumerate(tokens) if t.kind != "lit")
+    prefix = "".join(t.text for t in tokens[:first])
+    suffix = "".join(t.text for t in tokens[last + 1:])
+    plain = first == last and tokens[first].kind == "star"
+    return prefix, suffix, plain
+
+
+def _fixed_length(shape: NameShape | None) -> int:
+    return -1 if shape is None else len(shape[0]) + len(shape[1])
+
+
+def _name_within(narrow: NameShape | None, wide: NameShape | None) -> bool:
+    """Every name ``narrow`` matches is matched by ``wide``, a plain ``prefix*suffix``: a
+    name of ``narrow`` is its prefix, something, its suffix; ``wide``'s star then takes
+    the middle (a star filling a whole name needs one character, and ``narrow``'s names
+    are never empty: it holds a wildcard that takes at least one or a fixed part)."""
+    if narrow is None or wide is None or not wide[2]:
+        return False
+    return narrow[0].startswith(wide[0]) and narrow[1].endswith(wide[1])

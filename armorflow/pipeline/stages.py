@@ -75,7 +75,7 @@ class ClassifierStage:
         #: areas (classifier/workdirs.py).
         self._content = content
         #: The way-in mapper; its ``refused`` counts way-in refusals per safety rule.
-        self.mapper = SafeCollapse(self._classifier.collapse)
+        self.mapper = SafeCollapse(self._classifier.collapse, scoped=self._classifier.scoped)
 
     def path_mapper(self) -> PathMapper:
         return self.mapper
@@ -92,6 +92,7 @@ class ClassifierStage:
 
         model = window.model
         model.fold_learned(safety.allows)
+        model.fold_subsumed()
         guard.guarded_sibling_collapse(model, self._sibling_threshold)
         merged = replicas.collapse_replicas(model)
         if merged:
@@ -118,7 +119,8 @@ class ClassifierStage:
                 window.notes.extend(f"{g.pattern} r: {g.describe()}" for g in made)
         refused = guard.merge_refusals(
             guard.enforce_stored_globs(model),
-            guard.refused_collapses(model, self._classifier.collapse, self._sibling_threshold),
+            guard.refused_collapses(model, self._classifier.pure_collapse,
+                                    self._sibling_threshold),
         )
         if refused:
             window.counts["collapsesRefused"] = len(refused)

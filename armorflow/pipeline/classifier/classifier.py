@@ -4,13 +4,19 @@ Order of decisions for each segment: tree conventions (/proc, /sys/devices, cont
 layer stores), then format rules (uuid, hex digests, kubelet dirs), then the span model.
 Results are memoised per distinct segment (the model only ever looks at one segment), so
 a pipeline that sees the same names again pays a dict lookup per segment.
+
+The memo of random-name shapes (:mod:`templates`) is the one piece of history that can
+change a result. The pipeline gives each model a memo of its own (:meth:`scoped`), so a
+profile never depends on what a worker classified for other profiles before it, and the
+process-wide memos above hold only results that no shape memo can change.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import cast
 
 from armorflow.aaglob import escape_literal
@@ -21,7 +27,7 @@ from armorflow.pipeline.classifier.rules import (
     segment_rule,
 )
 from armorflow.pipeline.classifier.span_model import DEFAULT_MODEL_PATH, SpanModel
-from armorflow.pipeline.classifier.templates import TemplateMemo
+from armorflow.pipeline.classifier.templates import MAX_TEMPLATES, TemplateMemo
 
 #: Memo of segments the classifier kept as they are. They recur (library files, config
 #: names), so they are worth a large memo, and their number grows with the distinct
@@ -34,6 +40,11 @@ _STABLE_CACHE_MAX = 1 << 18
 _COLLAPSED_CACHE_GENERATION = 32_768
 #: A 1-2 hex digit directory (or a chain of them) right above a 16+ hex digit name.
 _FAN_OUT_PATH = re.compile(r"/[0-9a-f]{1,2}/(?:[0-9a-f]{1,2}/)*[0-9a-fA-F]{16}")
+#: Shapes one model's memo keeps (a window sees few generators; a bound per model keeps
+#: thousands of open windows cheap).
+MODEL_TEMPLATES = 256
+#: Names per generation of one model's memo of its own results (two generations).
+MODEL_RESULTS = 2048
 #: First path components under which /proc and /sys conventions apply.
 _CONTEXT_ROOTS = frozenset({"proc", "sys"})
 
@@ -96,24 +107,44 @@ class PathClassifier:
         #: Collapse everything below /sys/devices/ to ``/sys/devices/**`` (device topology
         #: differs per node; the kernel paths below it are not worth listing one by one).
         self.sys_devices_glob = sys_devices_glob
-        self._cache: dict[str, str] = {}  # stable segments: result is the escaped segment
-        self._collapsed: dict[str, str] = {}
-        self._old_collapsed: dict[str, str] = {}
+        #: Segments decided before any shape memo is asked (format rules, known words):
+        #: the result no memo can change.
+        self._cache: dict[str, str] = {}
+        #: Segments the span model decided: (result, random span or None when it kept the
+        #: segment). Asked after the caller's shape memo, which may know the shape better.
+        self._collapsed: dict[str, tuple[str, tuple[int, int] | None]] = {}
+        self._old_collapsed: dict[str, tuple[str, tuple[int, int] | None]] = {}
         #: Shapes of random names the model already decided (cheap cold path for the
-        #: many names one generator produces; see :mod:`templates`).
-        self.templates = TemplateMemo(
-            model.lexicon.is_word,
-            lambda w: model.word_score(w) >= model.gate,
-            lambda w: model.lexicon.cover(w)[0],
-        )
+        #: many names one generator produces; see :mod:`templates`), for callers that
+        #: classify one stream of names (the CLI, the bench); models use :meth:`scoped`.
+        self.templates = self.new_memo()
 
     @classmethod
     def load_default(cls) -> PathClassifier:
         """Same as the module-level :func:`load_default` (shared, cached instance)."""
         return load_default()
 
+    def new_memo(
+        self, max_templates: int = MAX_TEMPLATES, max_results: int = _COLLAPSED_CACHE_GENERATION
+    ) -> TemplateMemo:
+        """An empty memo of random-name shapes (and of its own results) for one stream."""
+        model = self.model
+        return TemplateMemo(
+            model.lexicon.is_word,
+            lambda w: model.word_score(w) >= model.gate,
+            lambda w: model.lexicon.cover(w)[0],
+            max_templates=max_templates,
+            max_results=max_results,
+        )
+
+    def scoped(self) -> Callable[[str], str]:
+        """``collapse`` with a shape memo of its own (one per behaviour model): what it
+        learns from one profile's names never changes another profile's globs."""
+        return partial(self.collapse_in, memo=self.new_memo(MODEL_TEMPLATES, MODEL_RESULTS))
+
     # -- one segment, no context ------------------------------------------------------
-    def _decide(self, seg: str) -> Explanation:
+    def _before_memo(self, seg: str) -> Explanation | None:
+        """The decision of the format rules and the lexicon, which no memo overrides."""
         if not seg:
             return Explanation(seg, "literal", None, seg)
         ruled = segment_rule(seg)
@@ -125,48 +156,80 @@ class PathClassifier:
                 seg, "lexicon", None, escape_literal(seg),
                 "every word is a known file-name word or a short number",
             )
-        known = self.templates.match(seg)
-        if known is not None:
-            i, j = known
-            shape = f"learned shape: {len(seg)} characters, prefix {seg[:i]!r}, suffix {seg[j:]!r}"
-            return Explanation(seg, "template", None, render(seg, [known]), shape)
+        return None
+
+    def _decide(self, seg: str, memo: TemplateMemo | None) -> Explanation:
+        early = self._before_memo(seg)
+        if early is not None:
+            return early
+        if memo is not None:
+            known = memo.match(seg)
+            if known is not None:
+                return _template_explanation(seg, known)
+        explained, span = self._span_decision(seg)
+        if span is not None and memo is not None:
+            memo.learn(seg, *span)
+        return explained
+
+    def _span_decision(self, seg: str) -> tuple[Explanation, tuple[int, int] | None]:
+        """The span model's decision alone, and the span it put ``*`` on (if any)."""
         best = self.model.best_span(seg)
         if best is None:
             # No word scored random enough to be worth a span search.
             return Explanation(
                 seg, "word-gate", None, escape_literal(seg),
                 f"no word scored at or above the gate {self.model.gate:.3f}",
-            )
+            ), None
         i, j, p = best
         span = f"best random span {seg[i:j]!r}"
         if p >= self.model.threshold:
-            self.templates.learn(seg, i, j)
             return Explanation(
                 seg, "model", p, render(seg, [(i, j)]),
                 f"{span} >= threshold {self.model.threshold:.3f}",
-            )
+            ), (i, j)
         return Explanation(
             seg, "model", p, escape_literal(seg), f"{span} < threshold {self.model.threshold:.3f}"
-        )
+        ), None
 
-    def _segment(self, seg: str) -> str:
+    def _segment(self, seg: str, memo: TemplateMemo | None) -> str:
         hit = self._cache.get(seg)
-        if hit is None:
-            hit = self._collapsed.get(seg)
         if hit is not None:
             return hit
-        hit = self._old_collapsed.get(seg)
-        if hit is None:
-            hit = self._decide(seg).result
-        if hit == escape_literal(seg):  # kept as it is (a literal "*" comes out escaped)
-            if len(self._cache) >= _STABLE_CACHE_MAX:
-                self._cache.clear()
-            self._cache[seg] = hit
-            return hit
-        if len(self._collapsed) >= _COLLAPSED_CACHE_GENERATION:
-            self._old_collapsed, self._collapsed = self._collapsed, {}
-        self._collapsed[seg] = hit
-        return hit
+        if memo is not None:
+            hit = memo.recall(seg)
+            if hit is not None:
+                return hit
+        decided = self._collapsed.get(seg)
+        if decided is None:
+            decided = self._old_collapsed.get(seg)
+            if decided is None:
+                early = self._before_memo(seg)
+                if early is not None:
+                    if len(self._cache) >= _STABLE_CACHE_MAX:
+                        self._cache.clear()
+                    self._cache[seg] = early.result
+                    return early.result
+        # The stream's first meeting with this name: its memo goes first, as it would in
+        # a process that never saw the name (the span model's decision may be cached
+        # from another stream), so that a result never depends on other streams.
+        result = None
+        if memo is not None:
+            known = memo.match(seg)
+            if known is not None:
+                result = render(seg, [known])
+        if result is None:
+            if decided is None:
+                explained, span = self._span_decision(seg)
+                decided = (explained.result, span)
+            if len(self._collapsed) >= _COLLAPSED_CACHE_GENERATION:
+                self._old_collapsed, self._collapsed = self._collapsed, {}
+            self._collapsed[seg] = decided
+            if memo is not None and decided[1] is not None:
+                memo.learn(seg, *decided[1])
+            result = decided[0]
+        if memo is not None:
+            memo.remember(seg, result)
+        return result
 
     # -- context conventions ---------------------------------------------------------
     def _context_rule(self, parts: list[str], idx: int) -> str | None:
@@ -205,7 +268,16 @@ class PathClassifier:
 
     # -- public API ------------------------------------------------------------------
     def collapse(self, path: str) -> str:
-        """The AppArmor glob for ``path`` (matches ``path``; random parts are ``*``)."""
+        """The AppArmor glob for ``path`` (matches ``path``; random parts are ``*``),
+        with the classifier's own shape memo (one stream of names: the CLI, the bench)."""
+        return self.collapse_in(path, self.templates)
+
+    def pure_collapse(self, path: str) -> str:
+        """``collapse`` with no shape memo: a function of ``path`` alone."""
+        return self.collapse_in(path, None)
+
+    def collapse_in(self, path: str, memo: TemplateMemo | None) -> str:
+        """``collapse`` with the given shape memo (None: none)."""
         parts = path.split("/")
         # Only these trees have context conventions; the substring test keeps the common
         # path (no context) at one C-level scan.
@@ -220,14 +292,14 @@ class PathClassifier:
                     # Later context checks look at the raw parent name ("task"), not "*".
                     out.append("*")
                 else:
-                    out.append(self._segment(seg))
+                    out.append(self._segment(seg, memo))
         else:
             hits = list(map(self._cache.get, parts))
             if None not in hits:
                 # Every segment kept as it is: no digest, so no fan-out either.
                 return "/".join(cast(list[str], hits))
             seg_fn = self._segment
-            out = [seg_fn(s) for s in parts]
+            out = [seg_fn(s, memo) for s in parts]
         # A digest-named entry below 1-2 hex digit directories: one regex scan to find out.
         if _FAN_OUT_PATH.search(path) is not None:
             return self._fan_out(parts, out)
@@ -253,13 +325,19 @@ class PathClassifier:
             if rule:
                 out.append(Explanation(seg, rule, None, "*", rule_detail(rule)))
             else:
-                out.append(self._decide(seg))
+                out.append(self._decide(seg, self.templates))
         fan_out = "hash fan-out dir"
         for idx in range(len(parts) - 1, 1, -1):
             if out[idx].result.startswith("*"):
                 for j in fan_out_levels(parts, idx):
                     out[j] = Explanation(parts[j], fan_out, None, "*", rule_detail(fan_out))
         return out
+
+
+def _template_explanation(seg: str, span: tuple[int, int]) -> Explanation:
+    i, j = span
+    shape = f"learned shape: {len(seg)} characters, prefix {seg[:i]!r}, suffix {seg[j:]!r}"
+    return Explanation(seg, "template", None, render(seg, [span]), shape)
 
 
 @lru_cache(maxsize=1)

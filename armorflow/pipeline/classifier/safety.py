@@ -285,12 +285,26 @@ class SafeCollapse:
     reached the model, not distinct rules: those are counted at close).
     """
 
-    def __init__(self, collapse: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        collapse: Callable[[str], str],
+        *,
+        scoped: Callable[[], Callable[[str], str]] | None = None,
+        refused: Counter[str] | None = None,
+    ) -> None:
         self._collapse = collapse
-        self.refused: Counter[str] = Counter()
+        self._scoped = scoped
+        self.refused: Counter[str] = Counter() if refused is None else refused
 
     def __call__(self, literal: str) -> str:
         return self._collapse(literal)
+
+    def scoped(self) -> SafeCollapse:
+        """This mapper with classifier state of its own, for one model (the model asks
+        for it, see armorflow/model.py); refusals still count here."""
+        if self._scoped is None:
+            return self
+        return SafeCollapse(self._scoped(), refused=self.refused)
 
     def allows(self, pattern: str, perms: str) -> bool:
         rule = refusal(pattern, perms)

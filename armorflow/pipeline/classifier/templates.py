@@ -11,6 +11,12 @@ shares neither its first nor its last three characters with a confirming middle,
 contains no known word, and an all-lowercase middle must still look random to the word
 model). Anything that fails a check falls through to the full span search, so a template
 only ever short-cuts decisions the model would most likely have made itself.
+
+"Most likely" means a memo changes results: a name the model alone would give
+``tmpr_*`` comes out ``tmp*`` once ``tmp`` + 8 random characters is a confirmed shape.
+So a memo belongs to one stream of names: the pipeline keeps one per behaviour model
+(``PathClassifier.scoped``), never one per process, and the model folds a glob that a
+broader one of the same directory covers (``BehaviourModel.fold_subsumed``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from dataclasses import dataclass, field
 CONFIRMATIONS = 2
 #: Bound on remembered shapes (the memo starts over past it: bounded memory).
 MAX_TEMPLATES = 4096
+#: Names per generation of the memo of this stream's own results.
+MAX_RESULTS = 32_768
 #: A shape with no fixed prefix or suffix is only reused for middles at least this long:
 #: short whole names of mixed letters and digits (``tvi955``, terminal names) are common
 #: stable names, and a model false positive on one must not spread to its siblings.
@@ -107,8 +115,18 @@ class TemplateMemo:
         is_word: Callable[[str], bool],
         looks_random: Callable[[str], bool],
         word_cover: Callable[[str], float],
+        *,
+        max_templates: int = MAX_TEMPLATES,
+        max_results: int = MAX_RESULTS,
     ) -> None:
         self._is_word = is_word
+        self.max_templates = max_templates
+        #: name -> what this stream decided for it the first time it met it (two
+        #: generations of at most ``max_results``): a name met again comes out the same,
+        #: whatever the memo has learned since.
+        self.max_results = max_results
+        self._results: dict[str, str] = {}
+        self._old_results: dict[str, str] = {}
         #: Share of a letter run that known words explain (``ntconsole`` -> 1.0).
         self._word_cover = word_cover
         #: The word model's gate; called only for all-lowercase middles (could be a word).
@@ -123,9 +141,23 @@ class TemplateMemo:
     def __len__(self) -> int:
         return len(self._shapes)
 
+    def recall(self, seg: str) -> str | None:
+        """What this stream decided for ``seg`` before (None: not met, or forgotten)."""
+        hit = self._results.get(seg)
+        if hit is None:
+            hit = self._old_results.get(seg)
+            if hit is not None:
+                self.remember(seg, hit)
+        return hit
+
+    def remember(self, seg: str, result: str) -> None:
+        if len(self._results) >= self.max_results:
+            self._old_results, self._results = self._results, {}
+        self._results[seg] = result
+
     def learn(self, seg: str, i: int, j: int) -> None:
         """The model put ``*`` on ``seg[i:j]``."""
-        if len(self._shapes) >= MAX_TEMPLATES:
+        if len(self._shapes) >= self.max_templates:
             self._forget_unconfirmed()
         n = len(seg)
         if i == 0 and j == n and n < MIN_BARE_MIDDLE:
@@ -142,7 +174,7 @@ class TemplateMemo:
         """Make room: drop shapes seen once (most are one-off names); keep the confirmed
         ones unless they alone fill half the memo."""
         kept = {k: v for k, v in self._shapes.items() if v.confirmations >= CONFIRMATIONS}
-        if len(kept) >= MAX_TEMPLATES // 2:
+        if len(kept) >= self.max_templates // 2:
             kept = {}
         self._shapes = kept
         self._prefix_lens = {}
