@@ -226,6 +226,45 @@ def test_hash_fan_out(clf: PathClassifier, path: str, expected: str) -> None:
         assert ex[-2].rule == "hash fan-out dir"
 
 
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        # numbers programs generate: pids, object ids, zero-padded sequence numbers
+        ("/tmp/hsperfdata_app/379064", "/tmp/hsperfdata_app/*"),
+        ("/var/lib/postgresql/16/main/base/16384/2457612.1",
+         "/var/lib/postgresql/16/main/base/*/*.1"),  # the database's oid too
+        ("/var/lib/postgresql/16/main/base/16384/24576_vm",
+         "/var/lib/postgresql/16/main/base/*/*_vm"),
+        ("/var/lib/nginx/body/0000000012", "/var/lib/nginx/body/*"),
+        ("/data/temp-rewriteaof-bg-1405907.aof", "/data/temp-rewriteaof-bg-*.aof"),
+        # Kubernetes' generated pod names: hash or minute, then five characters
+        ("/var/log/pods/default_web-7d4b9c8f5-x2kqz_0/web/0.log",
+         "/var/log/pods/default_web-*_0/web/0.log"),
+        ("/run/pods/backup-29637975-2mcmm", "/run/pods/backup-*"),
+        # stable: short numbers, round numbers, release stamps, a lone 5-letter piece
+        ("/usr/lib/python3/dist-packages/cryptography/x25519.py",
+         "/usr/lib/python3/dist-packages/cryptography/x25519.py"),
+        ("/usr/share/perl/5.36/unicore/lib/Nv/10000.pl",
+         "/usr/share/perl/5.36/unicore/lib/Nv/10000.pl"),
+        ("/usr/lib/x86_64-linux-gnu/libabsl_base.so.20220623",
+         "/usr/lib/x86_64-linux-gnu/libabsl_base.so.20220623"),
+        ("/usr/share/jetty9/lib/jetty-http-9.4.57.v20241219.jar",
+         "/usr/share/jetty9/lib/jetty-http-9.4.57.v20241219.jar"),
+        ("/lib/systemd/systemd-fsckd", "/lib/systemd/systemd-fsckd"),
+    ],
+)
+def test_generated_pieces(clf: PathClassifier, path: str, expected: str) -> None:
+    fresh = PathClassifier(clf.model)
+    assert fresh.pure_collapse(path) == expected
+    assert matches(expected, path)
+
+
+def test_generated_pieces_are_explained(clf: PathClassifier) -> None:
+    (*_, last) = PathClassifier(clf.model).explain("/tmp/hsperfdata_app/379064")
+    assert last.rule == "generated piece" and last.result == "*"
+    assert "5-6 digit id" in last.detail
+
+
 def test_sibling_collapse() -> None:
     base = "/var/cache/nginx/client_temp/"
     counters = [f"{base}{i:010d}" for i in range(1, 15)]

@@ -22,6 +22,7 @@ from typing import cast
 from armorflow.aaglob import escape_literal
 from armorflow.pipeline.classifier.rules import (
     fan_out_levels,
+    generated_spans,
     layer_rule,
     proc_rule,
     segment_rule,
@@ -79,6 +80,8 @@ RULE_DETAILS: dict[str, str] = {
     "/proc map_files range": "an address range under /proc/<pid>/map_files",
     "/sys/devices/** convention": "device topology differs per node",
     "hash fan-out dir": "a 1-2 hex digit directory level above a digest-named entry",
+    "generated piece": "a run of 7+ digits, a name starting with a 5-6 digit id, or a"
+                       " Kubernetes generated pod name (hash or minute, then 5 characters)",
 }
 
 
@@ -172,6 +175,26 @@ class PathClassifier:
         return explained
 
     def _span_decision(self, seg: str) -> tuple[Explanation, tuple[int, int] | None]:
+        """The span model's decision (with the generated pieces it left, see
+        :func:`rules.generated_spans`), and the span the model put ``*`` on (if any)."""
+        explained, span = self._model_decision(seg)
+        numbers = generated_spans(seg)
+        if not numbers or (span is not None and all(
+                span[0] <= i and j <= span[1] for i, j in numbers)):
+            return explained, span
+        spans: list[tuple[int, int]] = []
+        for i, j in sorted([*numbers, *([span] if span is not None else [])]):
+            if spans and i <= spans[-1][1]:  # overlapping pieces are one random stretch
+                spans[-1] = (spans[-1][0], max(j, spans[-1][1]))
+            else:
+                spans.append((i, j))
+        rule = "generated piece" if span is None else f"{explained.rule} + generated piece"
+        detail = rule_detail("generated piece")
+        if span is not None:
+            detail = f"{explained.detail}; {detail}"
+        return Explanation(seg, rule, explained.score, render(seg, spans), detail), span
+
+    def _model_decision(self, seg: str) -> tuple[Explanation, tuple[int, int] | None]:
         """The span model's decision alone, and the span it put ``*`` on (if any)."""
         best = self.model.best_span(seg)
         if best is None:
