@@ -62,3 +62,20 @@ def test_shipped_model_accuracy_on_fresh_set() -> None:
     assert report.total > 1500
     assert report.accuracy >= 0.97, report.misses[:10]
     assert report.stable_changed_rate <= 0.005, report.misses[:10]
+
+
+def test_unseen_families_stay_out_of_training() -> None:
+    """The unseen families are the bench's test of software nobody tuned on: no training
+    reads them (train.py draws from FAMILIES only), and their cases are well formed."""
+    from armorflow.pipeline.classifier.training import heldout, train
+    from armorflow.pipeline.classifier.training.families import FAMILIES, UNSEEN_FAMILIES
+
+    assert not set(UNSEEN_FAMILIES) & set(FAMILIES)
+    seen = {g for gens in FAMILIES.values() for g in gens}
+    assert not {g for gens in UNSEEN_FAMILIES.values() for g in gens} & seen
+    assert "UNSEEN_FAMILIES" not in Path(train.__file__).read_text()
+    cases = heldout.family_cases(sorted(UNSEEN_FAMILIES), seed=3, per_generator=5)
+    assert {c.generator for c in cases} == {g for gens in UNSEEN_FAMILIES.values() for g in gens}
+    for case in cases:
+        assert case.second != case.path and case.broken
+        assert case.path not in case.broken

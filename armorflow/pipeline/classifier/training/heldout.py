@@ -35,7 +35,11 @@ from armorflow.pipeline.classifier.training.corpus import (
     prefix_words,
     segments_of,
 )
-from armorflow.pipeline.classifier.training.families import FAMILIES, Template
+from armorflow.pipeline.classifier.training.families import (
+    FAMILIES,
+    UNSEEN_FAMILIES,
+    Template,
+)
 from armorflow.pipeline.classifier.training.train import TrainConfig
 
 
@@ -51,13 +55,15 @@ class HeldOutCase:
 def family_cases(
     families: Iterable[str], seed: int, per_generator: int, info_dir: Path = DPKG_INFO
 ) -> list[HeldOutCase]:
-    """Cases for ``families``; prefixes are words of the held-out (``eval``) packages, so
-    the stable pieces are not the words the training drew its prefixes from."""
+    """Cases for ``families`` (of FAMILIES or UNSEEN_FAMILIES); prefixes are words of the
+    held-out (``eval``) packages, so the stable pieces are not the words the training
+    drew its prefixes from."""
     rng = random.Random(seed)
     words = prefix_words(segments_of(paths_of("eval", info_dir)))
     out: list[HeldOutCase] = []
     for fam in families:
-        for gen_name, gen in FAMILIES[fam].items():
+        gens = FAMILIES[fam] if fam in FAMILIES else UNSEEN_FAMILIES[fam]
+        for gen_name, gen in gens.items():
             for _ in range(per_generator):
                 t: Template = gen(rng, words)
                 first = t.draw(rng)
