@@ -117,6 +117,9 @@ class ClassifierStage:
             if made:
                 window.counts["contentGlobs"] = len(made)
                 window.notes.extend(f"{g.pattern} r: {g.describe()}" for g in made)
+        # the passes above may have made a glob that covers earlier ones (logs/* over
+        # logs/app.log.*.gz): fold those too, so no rule repeats what another allows
+        model.fold_subsumed()
         refused = guard.merge_refusals(
             guard.enforce_stored_globs(model),
             guard.refused_collapses(model, self._classifier.pure_collapse,
