@@ -44,7 +44,9 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.n += 1
-        log = (self.workdir / f"{self.app_id}-{os.getpid()}-{self.n}.log").open("wb")
+        # One log and one data dir per process: two workers of one app (one group) must
+        # not share them, or one's "Worker ready" would answer the other's wait_ready.
+        log = (self.workdir / f"{self.app_id}-{self.instance}-{self.n}.log").open("wb")
         env = {**os.environ, "ARMORFLOW_STATE_DIR": str(self.workdir / "state")}
         self.log_path = Path(log.name)
         self.proc = subprocess.Popen(
@@ -52,7 +54,8 @@ class WorkerProcess:
              "--grace-s", str(self.grace_s), "--loglevel", "info",
              "--instance-id", self.instance,
              *(["--fetch-pacing"] if self.broker.impl == "noida" else []),
-             "--data-dir", str(self.workdir / f"data-{self.app_id}-{self.n}"), *self.extra],
+             "--data-dir", str(self.workdir / f"data-{self.app_id}-{self.instance}-{self.n}"),
+             *self.extra],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
         log.close()
