@@ -2,8 +2,8 @@
 the programs never did? (issue #15 item 5, with the namespace probes of issue #17)
 
 For each program (nginx with WebDAV uploads, redis with RDB snapshots, git, gcc, tar with
-gzip/xz, sqlite3 in WAL mode, and two added later as held-out checks: sed/sort/split and
-rsync):
+gzip/xz, sqlite3 in WAL mode, and three added later as held-out checks: sed/sort/split,
+rsync and logrotate):
 
 1. run 1 with one input mix under ``armorflow trace``, modeled with ``armorflow model``
    into an AppArmor profile and a Seccomp profile;
@@ -554,6 +554,41 @@ def prepare_rsync(w: Path, mix: int) -> Mix:
     return Mix(steps, names, check)
 
 
+def prepare_logrotate(w: Path, mix: int) -> Mix:
+    """Held out: added 2026-12-06 and measured once, not tuned on. logrotate with the
+    same configuration in both mixes (rotate 4, compress, delaycompress, create) forced
+    over a logs directory: run 1 rotates two logs three times, run 2 three logs (one of
+    them new) five times, so its numbered and compressed names go past run 1's."""
+    logs = w / "logs"
+    if mix == 1:
+        files = {"app.log": b"started\n" * 50, "access.log": b"GET /\n" * 200}
+        rounds = 3
+    else:
+        files = {"app.log": b"started again\n" * 70, "access.log": b"GET /x\n" * 90,
+                 "worker.log": b"job done\n" * 30}
+        rounds = 5
+    for rel, blob in files.items():
+        _write(logs / rel, blob)
+    os.chmod(logs, 0o755)
+    _write(w / "logrotate.conf",
+           f"{logs}/*.log {{\n    rotate 4\n    compress\n    delaycompress\n"
+           "    missingok\n    create 0640 root root\n}\n")
+    names = set(files) | {"logrotate.conf", "state"}
+    steps = [["run", "logrotate", "-f", "-s", f"{w}/state", f"{w}/logrotate.conf"]
+             for _ in range(rounds)]
+    kept = min(rounds, 4)
+
+    def check(wd: Path) -> list[str]:
+        bad = []
+        for log in files:
+            want = [f"{log}.1"] + [f"{log}.{n}.gz" for n in range(2, kept + 1)]
+            bad += [f"{name} missing" for name in want if not (wd / "logs" / name).exists()]
+            if (wd / "logs" / f"{log}.{kept + 1}.gz").exists():
+                bad.append(f"{log}.{kept + 1}.gz kept past rotate 4")
+        return bad
+    return Mix(steps, names, check)
+
+
 PROGRAMS = [
     Program("nginx", {"nginx": "nginx", "curl": "curl"}, prepare_nginx),
     Program("redis", {"redis-server": "redis-server", "redis-cli": "redis-tools"}, prepare_redis),
@@ -564,6 +599,7 @@ PROGRAMS = [
     Program("textproc", {"sed": "sed", "sort": "coreutils", "split": "coreutils"},
             prepare_textproc),
     Program("rsync", {"rsync": "rsync"}, prepare_rsync),
+    Program("logrotate", {"logrotate": "logrotate", "gzip": "gzip"}, prepare_logrotate),
 ]
 
 
