@@ -479,7 +479,7 @@ class BehaviourModel:
         self.files = folded
         self.remap_provenance()
 
-    def fold_subsumed(self) -> int:
+    def fold_subsumed(self, allows: Callable[[str, str], bool] | None = None) -> int:
         """Fold each file rule whose name glob matches only names that another rule of
         the same directory, link target and owner already allows with at least its
         permissions (``/tmp/tmpr_*`` beside ``/tmp/tmp*``); returns how many were folded.
@@ -487,7 +487,9 @@ class BehaviourModel:
         Such a rule allows nothing more, and whether a stream made it depends on what the
         classifier had learned when its name arrived; folding it gives the same model for
         the same behaviour, whatever the order. Nothing is widened: the broader rule and
-        its permissions were there already.
+        its permissions were there already. ``allows(pattern, perms)``, when given, must
+        accept the broader rule as it stands (a stored glob the policy refuses later is
+        replaced by its examples, and a rule folded into it would be lost).
         """
         groups: dict[tuple[str, str, bool], list[str]] = {}
         for path, old, owner in self.files:
@@ -495,31 +497,54 @@ class BehaviourModel:
             if has_wildcard(name) and not has_wildcard(parent):
                 groups.setdefault((parent, old, owner), []).append(path)
         folded = 0
+        # rules, execs and mounts naming each pattern: its examples go with the last one
+        uses: Counter[str] = Counter()
+        for path, old, _owner in self.files:
+            uses[path] += 1
+            uses[old] += 1
+        uses.update(self.executions)
+        uses.update(mount[1] for mount in self.mounts)
         for (_parent, old, owner), paths in groups.items():
             if len(paths) < 2:
                 continue
             shapes = {p: _name_shape(p.rpartition("/")[2]) for p in paths}
-            # broadest first: a glob with the fewest fixed characters covers the most
-            broad = sorted((p for p, shape in shapes.items() if shape is not None and shape[2]),
-                           key=lambda p: (_fixed_length(shapes[p]), p))
+            letters = {p: frozenset("".join(self.files[(p, old, owner)])) for p in paths}
+            # plain prefix*suffix globs by prefix: a narrow glob's covers are among the
+            # prefixes of its own fixed prefix (linear in names, not pairs of rules)
+            by_prefix: dict[str, list[str]] = {}
+            for p in sorted(paths):
+                shape = shapes[p]
+                if shape is not None and shape[2] and (
+                        allows is None or allows(p, "".join(sorted(letters[p])))):
+                    by_prefix.setdefault(shape[0], []).append(p)
             for narrow in sorted(paths, key=lambda p: (-_fixed_length(shapes[p]), p)):
-                key = (narrow, old, owner)
-                letters = set("".join(self.files[key]))
-                for wide in broad:
-                    wide_key = (wide, old, owner)
-                    if (wide == narrow or wide_key not in self.files
-                            or not letters <= set("".join(self.files[wide_key]))
-                            or not _name_within(shapes[narrow], shapes[wide])):
-                        continue
-                    del self.files[key]
-                    for literal in self.collapsed.pop(narrow, ()):
-                        self.record_example(wide, literal)
-                    self.dirty.add(("file", narrow, old, owner))
-                    folded += 1
-                    break
-        if folded:
-            self.remap_provenance()
+                shape = shapes[narrow]
+                if shape is None:
+                    continue
+                wide = next((w for k in range(len(shape[0]) + 1)
+                             for w in by_prefix.get(shape[0][:k], ())
+                             if w != narrow and (w, old, owner) in self.files
+                             and letters[narrow] <= letters[w]
+                             and _name_within(shape, shapes[w])), None)
+                if wide is None:
+                    continue
+                self._fold_file_rule((narrow, old, owner), (wide, old, owner))
+                uses[narrow] -= 1
+                uses[old] -= 1
+                if uses[narrow] <= 0:  # no other rule names it: its examples went along
+                    self.collapsed.pop(narrow, None)
+                folded += 1
         return folded
+
+    def _fold_file_rule(self, key: FileKey, into: FileKey) -> None:
+        """Drop the rule ``key`` that ``into`` covers; its examples are copied and its
+        provenance goes to ``into``."""
+        del self.files[key]
+        for literal in sorted(self.collapsed.get(key[0], ())):
+            self.record_example(into[0], literal)
+        origin = self.provenance.pop(("file", *key), None)
+        if origin is not None:
+            self.note_provenance(("file", *into), origin)
 
     def remap_provenance(self) -> None:
         """Carry the provenance of file rules that a collapse replaced over to the rule

@@ -154,3 +154,52 @@ def test_within_is_not_vacuous() -> None:
     assert not _name_within(_name_shape("tmp*"), _name_shape("tmpr_*"))
     assert not _name_within(_name_shape("a*b"), _name_shape("ab*"))
     assert not _name_within(_name_shape("tmp*.log"), _name_shape("tmp*.log*"))
+
+
+def test_no_fold_into_a_glob_the_policy_refuses() -> None:
+    """A stored glob the policy refuses is replaced by its examples at close; a rule
+    folded into it first would be lost (rows from an older version, a model document)."""
+    from armorflow.pipeline.classifier import safety
+    from armorflow.pipeline.stages import ClassifierStage, ClosedWindow
+
+    model = _model([("/var/lib/*", "rw", True), ("/var/lib/app-*", "w", True)])
+    model.collapsed["/var/lib/*"] = {"/var/lib/a1", "/var/lib/a2"}
+    model.collapsed["/var/lib/app-*"] = {"/var/lib/app-x9"}
+    assert safety.refusal("/var/lib/*", "rw") is not None
+    assert model.fold_subsumed(safety.allows) == 0
+    window = ClassifierStage().close(ClosedWindow(
+        profile="p", namespace="varmor", policy={}, enforcer="AppArmor", start_ts=0,
+        end_ts=1, model=model))
+    rules = {path: perms for (path, _old, _owner), perms in window.model.files.items()}
+    assert any(matches(p, "/var/lib/app-x9") and "w" in perms for p, perms in rules.items())
+
+
+def test_folding_keeps_examples_another_rule_uses() -> None:
+    model = _model([("/tmp/tmp*", "rw", True), ("/tmp/tmpr_*", "r", True),
+                    ("/tmp/tmpr_*", "rw", False)])
+    model.executions.add("/tmp/tmpr_*")
+    model.collapsed["/tmp/tmpr_*"] = {"/tmp/tmpr_e1imsp"}
+    assert model.fold_subsumed() == 1
+    assert ("/tmp/tmpr_*", "", False) in model.files
+    assert model.collapsed["/tmp/tmpr_*"] == {"/tmp/tmpr_e1imsp"}
+    assert "/tmp/tmpr_e1imsp" in model.collapsed["/tmp/tmp*"]
+
+
+def test_provenance_goes_to_the_rule_that_took_the_fold() -> None:
+    model = _model([("/tmp/*", "r", True), ("/tmp/tmp*", "rw", True),
+                    ("/tmp/tmpr_*", "rw", True)])
+    model.provenance[("file", "/tmp/tmpr_*", "", True)] = (5, ("node/ns/pod/writer",))
+    assert model.fold_subsumed() == 1
+    assert "node/ns/pod/writer" in model.provenance[("file", "/tmp/tmp*", "", True)][1]
+    assert ("file", "/tmp/*", "", True) not in model.provenance
+
+
+def test_numbers_read_in_secret_places_stay_literal() -> None:
+    """A generated-looking name read in /etc, /root or a home must not become a glob that
+    reads /etc/shadow or a shell history (the safety policy's secret-files row)."""
+    for path in ("/etc/1234567", "/root/99999", "/home/alice/1234567", "/etc/Zq8vN2kLp0Xa"):
+        events = [make_event("file", ts=1, profile="p", path=path, perms="r", owner=False),
+                  make_event("file", ts=2, profile="p", path="/etc/hostname", perms="r",
+                             owner=False)]
+        text = _profile(events, "p")
+        assert "*" not in text.split("# ---- FILE ----")[1].split("# ----")[0], text

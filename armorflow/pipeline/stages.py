@@ -92,7 +92,7 @@ class ClassifierStage:
 
         model = window.model
         model.fold_learned(safety.allows)
-        model.fold_subsumed()
+        model.fold_subsumed(safety.allows)
         guard.guarded_sibling_collapse(model, self._sibling_threshold)
         merged = replicas.collapse_replicas(model)
         if merged:
@@ -119,7 +119,7 @@ class ClassifierStage:
                 window.notes.extend(f"{g.pattern} r: {g.describe()}" for g in made)
         # the passes above may have made a glob that covers earlier ones (logs/* over
         # logs/app.log.*.gz): fold those too, so no rule repeats what another allows
-        model.fold_subsumed()
+        model.fold_subsumed(safety.allows)
         refused = guard.merge_refusals(
             guard.enforce_stored_globs(model),
             guard.refused_collapses(model, self._classifier.pure_collapse,

@@ -46,6 +46,8 @@ _FAN_OUT_PATH = re.compile(r"/[0-9a-f]{1,2}/(?:[0-9a-f]{1,2}/)*[0-9a-fA-F]{16}")
 MODEL_TEMPLATES = 256
 #: Names per generation of one model's memo of its own results (two generations).
 MODEL_RESULTS = 2048
+#: Most ``*`` the generated pieces may put in one segment (with the span model's).
+MAX_STARS = 2
 #: First path components under which /proc and /sys conventions apply.
 _CONTEXT_ROOTS = frozenset({"proc", "sys"})
 
@@ -184,10 +186,17 @@ class PathClassifier:
             return explained, span
         spans: list[tuple[int, int]] = []
         for i, j in sorted([*numbers, *([span] if span is not None else [])]):
-            if spans and i <= spans[-1][1]:  # overlapping pieces are one random stretch
+            # overlapping pieces, or pieces with only separators between them
+            # (``<date>-<pid>``), are one random stretch
+            if spans and (i <= spans[-1][1]
+                          or not any(c.isalnum() for c in seg[spans[-1][1]:i])):
                 spans[-1] = (spans[-1][0], max(j, spans[-1][1]))
             else:
                 spans.append((i, j))
+        if len(spans) > MAX_STARS:
+            # A name of many numbers between words is crafted or a format nobody should
+            # guess at; and each ``*`` multiplies the matcher's work (backtracking).
+            return explained, span
         rule = "generated piece" if span is None else f"{explained.rule} + generated piece"
         detail = rule_detail("generated piece")
         if span is not None:
