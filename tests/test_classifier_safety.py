@@ -251,7 +251,12 @@ def test_way_in_refusals_are_counted_per_rule() -> None:
     [
         ("/etc/*", "w", "system-write"),
         ("/etc/nginx/*.conf", "a", "system-write"),
-        ("/etc/*", "r", None),
+        ("/etc/*", "r", "secret-files"),  # can name /etc/shadow
+        ("/etc/app/*", "r", None),
+        ("/etc/s*", "r", "secret-files"),
+        ("/root/*", "r", "secret-files"),  # can name /root/.bash_history
+        ("/home/alice/*", "r", "secret-files"),
+        ("/home/alice/src/*", "r", None),
         ("/usr/bin/*", "x", "system-exec"),
         ("/usr/lib/x86_64-linux-gnu/lib*.so", "m", "system-exec"),
         ("/usr/share/doc/*", "r", None),
@@ -314,7 +319,10 @@ def test_collapse_explain_names_the_rule_that_kept_a_path_literal() -> None:
     assert any("hex>=16" in ln for ln in lines)
     assert any("kept literal by safety rule system-write" in ln for ln in lines)
     res = CliRunner().invoke(_cli(), ["collapse", "--perms", "r"], input=path + "\n")
-    assert res.output.splitlines() == ["/etc/*"]
+    assert res.output.splitlines() == [path]  # /etc/* r could name /etc/shadow
+    deeper = "/etc/app/3c5928afbbefea1b0acf34b9acd866d2"
+    res = CliRunner().invoke(_cli(), ["collapse", "--perms", "r"], input=deeper + "\n")
+    assert res.output.splitlines() == ["/etc/app/*"]
     res = CliRunner().invoke(_cli(), ["collapse", "--perms", "q"], input=path + "\n")
     assert res.exit_code != 0
 

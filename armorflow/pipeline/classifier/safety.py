@@ -38,7 +38,7 @@ _PROC_DOCUMENTED_PARENTS: Final = frozenset(
 #: The one documented /sys glob (device topology differs per node).
 SYS_DEVICES_GLOB: Final = "/sys/devices/**"
 
-Where = Literal["places", "names", "root", "sys", "sys-devices", "proc"]
+Where = Literal["places", "names", "files", "root", "sys", "sys-devices", "proc"]
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,11 @@ class SafetyRule:
 
     name: str
     #: How the rule finds its place: directory ``places``, directory ``names`` anywhere
-    #: in a path, or one of the structural checks (``root``, ``sys``, ``proc``).
+    #: in a path, ``files`` the glob can name, or one of the structural checks (``root``,
+    #: ``sys``, ``proc``).
     where: Where
-    #: The directories (``places``: absolute paths; ``names``: one path segment each).
+    #: The directories (``places``: absolute paths; ``names``: one path segment each;
+    #: ``files``: absolute file paths).
     dirs: tuple[str, ...]
     #: Permission letters a glob reaching the place may never carry.
     refuses: frozenset[str]
@@ -57,6 +59,23 @@ class SafetyRule:
 
 
 _SYSTEM_DIRS: Final = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/boot")
+
+#: Files whose reading alone is a leak. A read glob may be fine in /etc (the reads are not
+#: generalised by the content rules there, but a random name read in /etc would become
+#: ``/etc/*``), never one that can name these.
+SECRET_FILES: Final = (
+    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
+    "/etc/security/opasswd", "/etc/ssl/private/server.key", "/etc/kubernetes/admin.conf",
+    "/etc/kubernetes/pki/ca.key", "/var/lib/kubelet/pki/kubelet-client-current.pem",
+    "/run/secrets/kubernetes.io/serviceaccount/token",
+    "/var/run/secrets/kubernetes.io/serviceaccount/token",
+)
+#: Files in a home directory (``/root``, ``/home/<user>``) that hold passwords, tokens or
+#: what was typed.
+HOME_SECRET_FILES: Final = (
+    ".bash_history", ".zsh_history", ".python_history", ".psql_history", ".mysql_history",
+    ".netrc", ".pgpass", ".my.cnf", ".git-credentials",
+)
 
 #: The policy, in the order rules are reported (the first that refuses is named).
 RULES: Final[tuple[SafetyRule, ...]] = (
@@ -97,6 +116,11 @@ RULES: Final[tuple[SafetyRule, ...]] = (
         "kubernetes-secrets-write", "places",
         ("/var/lib/kubelet", "/run/secrets", "/var/run/secrets"), WRITE,
         "kubelet state and mounted service-account tokens and secrets",
+    ),
+    SafetyRule(
+        "secret-files", "files", SECRET_FILES, EVERY,
+        "password hashes, cluster and kubelet keys, service-account tokens, and a home's"
+        " histories and password files: a glob that can name one leaks it",
     ),
 )
 
@@ -196,6 +220,16 @@ def _proc_glob_documented(segs: list[str]) -> bool:
     return True
 
 
+def _secret_candidates(files: tuple[str, ...], segs: list[str]) -> list[str]:
+    """``files`` and the home secrets of the home the glob is in (``/root``, or
+    ``/home/<user>`` with the user the glob names, ``user`` when that is a glob)."""
+    out = list(files) + [f"/root/{name}" for name in HOME_SECRET_FILES]
+    if len(segs) > 3 and segs[1] == "home":
+        user = segs[2] if not has_wildcard(segs[2]) else "user"
+        out += [f"/home/{unescape_literal(user)}/{name}" for name in HOME_SECRET_FILES]
+    return out
+
+
 def _applies(rule: SafetyRule, pattern: str, segs: list[str]) -> bool:
     """The rule's place is one the glob reaches (structural rules: breaks the shape)."""
     if rule.where == "root":
@@ -208,6 +242,8 @@ def _applies(rule: SafetyRule, pattern: str, segs: list[str]) -> bool:
         return segs[1] == "proc" and not _proc_glob_documented(segs)
     if rule.where == "names":
         return any(_names_dir(seg, name) for seg in segs for name in rule.dirs)
+    if rule.where == "files":
+        return any(matches(pattern, path) for path in _secret_candidates(rule.dirs, segs))
     return any(_reaches_place(segs, place) for place in rule.dirs)
 
 
@@ -272,6 +308,10 @@ def _where_text(rule: SafetyRule) -> str:
         return f"`/proc`, except a `*` child of {parents}"
     if rule.where == "names":
         return "any directory named " + ", ".join(f"`{d}`" for d in rule.dirs)
+    if rule.where == "files":
+        homes = ", ".join(f"`{n}`" for n in HOME_SECRET_FILES)
+        return ("a glob that can name " + ", ".join(f"`{f}`" for f in rule.dirs)
+                + f", or in `/root` or `/home/<user>`: {homes}")
     return ", ".join(f"`{d}`" for d in rule.dirs)
 
 
