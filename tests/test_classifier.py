@@ -360,3 +360,17 @@ def test_cli_info() -> None:
     assert "version: 3." in res.output
     meta = json.loads(res.output.split("meta: ", 1)[1])
     assert meta["seed"] and meta["generators"]
+
+
+def test_generated_pieces_make_few_stars(clf: PathClassifier) -> None:
+    """Pieces with only separators between them are one random stretch, and a segment
+    gets at most MAX_STARS: each star multiplies the glob matcher's backtracking."""
+    from armorflow.pipeline.classifier.classifier import MAX_STARS
+
+    fresh = PathClassifier(clf.model)
+    for name in ("1234567-" * 12, "1234567a" * 30, "x-1234567-7654321.log",
+                 "a1234567b7654321c1234567d"):
+        glob = fresh.pure_collapse("/tmp/" + name)
+        assert matches(glob, "/tmp/" + name)
+        assert glob.rpartition("/")[2].count("*") <= MAX_STARS, glob
+    assert fresh.pure_collapse("/tmp/x-1234567-7654321.log") == "/tmp/x-*.log"
