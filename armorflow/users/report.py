@@ -201,7 +201,7 @@ def render_model(named: NamedModel) -> RenderedModel:
     classifier = load_default()
     return RenderedModel(named, model.counts(), apparmor, seccomp_json(profile),
                          allowed, error, model_origins(model, classifier),
-                         refused_collapses(model, classifier.collapse),
+                         refused_collapses(model, classifier.pure_collapse),
                          sensitive_rules(model), rule_provenance(model))
 
 

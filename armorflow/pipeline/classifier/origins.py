@@ -50,7 +50,7 @@ def glob_origin(pattern: str, examples: set[str], classifier: PathClassifier,
     ordered = sorted(examples)
     # Prefer an example the classifier turns into exactly this glob: then every segment
     # is the classifier's.
-    example = next((e for e in ordered if classifier.collapse(e) == pattern), ordered[0])
+    example = next((e for e in ordered if classifier.pure_collapse(e) == pattern), ordered[0])
     explained = classifier.explain_segments(example)
     if len(explained) == 1 and explained[0].result == pattern:  # /sys/devices/**
         return GlobOrigin(pattern, example, (f"classifier: {explained[0].describe()}",))
@@ -89,7 +89,7 @@ def _content_glob(pattern: str, examples: list[str], classifier: PathClassifier)
     if tail not in ("*", "**") or has_wildcard(base) or not examples:
         return False
     for example in examples:
-        if not matches(pattern, example) or classifier.collapse(example) == pattern:
+        if not matches(pattern, example) or classifier.pure_collapse(example) == pattern:
             return False
         if tail == "*" and _numbered_sibling(tail, example.rpartition("/")[2]):
             return False
