@@ -18,7 +18,14 @@ from typing import Any, Final
 
 import orjson
 
-from armorflow.aaglob import escape_literal, has_wildcard, matches, unescape_literal
+from armorflow.aaglob import (
+    GlobError,
+    escape_literal,
+    has_wildcard,
+    matches,
+    parse,
+    unescape_literal,
+)
 from armorflow.events import BEHAVIOUR_FIELDS, FILE_PERMS, Event, behaviour_of
 from armorflow.nsflags import NAMESPACE_SYSCALLS, namespace_bits
 
@@ -869,8 +876,6 @@ NameShape = tuple[str, str, bool]
 def _name_shape(name: str) -> NameShape | None:
     """The shape of a one-segment name glob, or None for one this cannot judge (``**``
     crosses directories, an alternation may match the empty name)."""
-    from armorflow.aaglob import GlobError, parse
-
     try:
         tokens = parse(name)
     except GlobError:

@@ -28,7 +28,7 @@ from armorflow.pipeline.classifier.rules import (
     segment_rule,
 )
 from armorflow.pipeline.classifier.span_model import DEFAULT_MODEL_PATH, SpanModel
-from armorflow.pipeline.classifier.templates import MAX_TEMPLATES, TemplateMemo
+from armorflow.pipeline.classifier.templates import MAX_RESULTS, MAX_TEMPLATES, TemplateMemo
 
 #: Memo of segments the classifier kept as they are. They recur (library files, config
 #: names), so they are worth a large memo, and their number grows with the distinct
@@ -130,7 +130,7 @@ class PathClassifier:
         return load_default()
 
     def new_memo(
-        self, max_templates: int = MAX_TEMPLATES, max_results: int = _COLLAPSED_CACHE_GENERATION
+        self, max_templates: int = MAX_TEMPLATES, max_results: int = MAX_RESULTS
     ) -> TemplateMemo:
         """An empty memo of random-name shapes (and of its own results) for one stream."""
         model = self.model
@@ -180,12 +180,12 @@ class PathClassifier:
         """The span model's decision (with the generated pieces it left, see
         :func:`rules.generated_spans`), and the span the model put ``*`` on (if any)."""
         explained, span = self._model_decision(seg)
-        numbers = generated_spans(seg)
-        if not numbers or (span is not None and all(
-                span[0] <= i and j <= span[1] for i, j in numbers)):
+        pieces = generated_spans(seg)
+        if not pieces or (span is not None and all(
+                span[0] <= i and j <= span[1] for i, j in pieces)):
             return explained, span
         spans: list[tuple[int, int]] = []
-        for i, j in sorted([*numbers, *([span] if span is not None else [])]):
+        for i, j in sorted([*pieces, *([span] if span is not None else [])]):
             # overlapping pieces, or pieces with only separators between them
             # (``<date>-<pid>``), are one random stretch
             if spans and (i <= spans[-1][1]
